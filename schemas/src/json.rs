@@ -1,0 +1,140 @@
+//! A minimal JSON writer that reproduces Python's `json.dumps` defaults byte for byte:
+//! `", "` between items, `": "` after keys, and `ensure_ascii` escaping (every non-ASCII code
+//! point as `\uXXXX`, astral ones as a surrogate pair). The original service stored messages in
+//! this format; the API keeps serving it unchanged.
+
+/// Python-`json.dumps`-compatible writer. Commas are inserted automatically.
+#[derive(Debug, Default)]
+pub struct PyJson {
+    out: String,
+    /// One entry per open container: whether it already holds an item.
+    stack: Vec<bool>,
+    /// True right after `key()`: the next value belongs to that key.
+    after_key: bool,
+}
+
+impl PyJson {
+    /// A writer with room for `cap` bytes.
+    pub fn with_capacity(cap: usize) -> Self {
+        Self { out: String::with_capacity(cap), stack: Vec::with_capacity(4), after_key: false }
+    }
+
+    /// The document written so far.
+    pub fn finish(self) -> String {
+        self.out
+    }
+
+    fn before_value(&mut self) {
+        if self.after_key {
+            self.after_key = false;
+            return;
+        }
+        if let Some(has_items) = self.stack.last_mut() {
+            if *has_items {
+                self.out.push_str(", ");
+            }
+            *has_items = true;
+        }
+    }
+
+    /// Starts `{`.
+    pub fn begin_object(&mut self) -> &mut Self {
+        self.before_value();
+        self.out.push('{');
+        self.stack.push(false);
+        self
+    }
+
+    /// Ends `}`.
+    pub fn end_object(&mut self) -> &mut Self {
+        self.stack.pop();
+        self.out.push('}');
+        self
+    }
+
+    /// Starts `[`.
+    pub fn begin_array(&mut self) -> &mut Self {
+        self.before_value();
+        self.out.push('[');
+        self.stack.push(false);
+        self
+    }
+
+    /// Ends `]`.
+    pub fn end_array(&mut self) -> &mut Self {
+        self.stack.pop();
+        self.out.push(']');
+        self
+    }
+
+    /// Writes an object key; the next call writes its value.
+    pub fn key(&mut self, k: &str) -> &mut Self {
+        self.before_value();
+        escape_into(&mut self.out, k);
+        self.out.push_str(": ");
+        self.after_key = true;
+        self
+    }
+
+    /// A string value.
+    pub fn string(&mut self, s: &str) -> &mut Self {
+        self.before_value();
+        escape_into(&mut self.out, s);
+        self
+    }
+
+    /// A string or `null`.
+    pub fn opt_string(&mut self, s: Option<&str>) -> &mut Self {
+        match s {
+            Some(s) => self.string(s),
+            None => {
+                self.null();
+                self
+            }
+        }
+    }
+
+    /// `true` / `false`.
+    pub fn bool(&mut self, b: bool) -> &mut Self {
+        self.before_value();
+        self.out.push_str(if b { "true" } else { "false" });
+        self
+    }
+
+    /// An integer.
+    pub fn int(&mut self, i: i64) -> &mut Self {
+        self.before_value();
+        self.out.push_str(&i.to_string());
+        self
+    }
+
+    /// `null`.
+    pub fn null(&mut self) {
+        self.before_value();
+        self.out.push_str("null");
+    }
+}
+
+/// Appends `s` as a JSON string literal with Python's `ensure_ascii=True` escaping.
+pub fn escape_into(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    out.push_str(&format!("\\u{:04x}", unit));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}

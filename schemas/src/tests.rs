@@ -1,0 +1,156 @@
+use super::*;
+#![allow(deprecated)] // apache-avro 0.22 deprecates the datum helpers; fine for a test
+use apache_avro::{from_value, to_value, Schema};
+
+fn spec_sample() -> serde_json::Value {
+    serde_json::from_str(include_str!("../tests/fixtures/spec_sample_response.json")).expect("fixture")
+}
+
+/// The first message of the spec's sample response, as our record.
+pub(crate) fn sample_one() -> ChatMessage {
+    ChatMessage {
+        broadcaster_id: 24538518,
+        id: "0a232bf9-2e6a-4bd4-85e3-c9800b68fedb".into(),
+        sent_timestamp: 1706408359963,
+        received_at: 1706408359990,
+        text: "@uhblivean24 ofc in the game eavShy".into(),
+        is_me: false,
+        bits: 0,
+        emotes: Some(vec![Emote {
+            id: "emotesv2_a439839fd0a34aceb1712e348bf22cb8".into(),
+            positions: vec![EmotePosition { start: 29, end: 34 }],
+        }]),
+        room: Room {
+            name: "sneakylol".into(),
+            is_followers_only: true,
+            room_id: "24538518".into(),
+            ..Room::default()
+        },
+        user: User {
+            name: "cutie_amelka".into(),
+            badges: Some(vec![Badge { name: "premium".into(), version: "1".into() }]),
+            color: Some("#8A2BE2".into()),
+            display_name: "Cutie_amelka".into(),
+            id: "212750661".into(),
+            ..User::default()
+        },
+        raw_tags: vec![Tag { key: "id".into(), value: "0a232bf9-2e6a-4bd4-85e3-c9800b68fedb".into() }],
+        ..ChatMessage::default()
+    }
+}
+
+#[test]
+fn spec_json_matches_the_spec_sample_byte_for_byte() {
+    let doc = spec_sample();
+    let expected = doc["messages"][0]["message"].as_str().expect("message string");
+    assert_eq!(sample_one().to_spec_json(), expected);
+}
+
+#[test]
+fn spec_json_of_a_reply_matches_the_sample_except_the_unescaped_body() {
+    let doc = spec_sample();
+    let expected = doc["messages"][1]["message"].as_str().expect("message string");
+    let m = ChatMessage {
+        broadcaster_id: 24538518,
+        id: "435c1723-5d6f-4aee-927d-6f9f50889e0f".into(),
+        sent_timestamp: 1706408361811,
+        text: "@Uhblivean24 trying my best Suffering".into(),
+        reply_parent_msg_id: Some("178293f6-b521-4d25-b808-9d36cc373069".into()),
+        reply_parent_user_id: Some("39988164".into()),
+        reply_parent_user_login: Some("uhblivean24".into()),
+        reply_parent_display_name: Some("Uhblivean24".into()),
+        // The original left IRC escapes in the body; we unescape.
+        reply_parent_msg_body: Some("@cakebud ironmouseACTUALLY figure it out".into()),
+        reply_thread_parent_msg_id: Some("178293f6-b521-4d25-b808-9d36cc373069".into()),
+        reply_thread_parent_user_login: Some("uhblivean24".into()),
+        room: sample_one().room,
+        user: User {
+            name: "cakebud".into(),
+            badge_info: Some(vec![Badge { name: "subscriber".into(), version: "38".into() }]),
+            badges: Some(vec![
+                Badge { name: "vip".into(), version: "1".into() },
+                Badge { name: "subscriber".into(), version: "36".into() },
+            ]),
+            color: Some("#FF69B4".into()),
+            display_name: "CakeBud".into(),
+            subscriber: true,
+            id: "94880631".into(),
+            vip: true,
+            ..User::default()
+        },
+        ..ChatMessage::default()
+    };
+    let ours = m.to_spec_json();
+    let original_body = r#""@cakebud\\sironmouseACTUALLY\\sfigure\\sit\\sout""#;
+    let ours_body = r#""@cakebud ironmouseACTUALLY figure it out""#;
+    assert_eq!(ours, expected.replace(original_body, ours_body));
+    // and it is valid JSON whose values match
+    let parsed: serde_json::Value = serde_json::from_str(&ours).expect("valid json");
+    assert_eq!(parsed["user"]["badges"]["subscriber"], "36");
+}
+
+#[test]
+fn spec_json_escapes_like_python_ensure_ascii() {
+    let mut m = sample_one();
+    m.text = "héllo \"q\" \\ \u{1F600}\n\u{7f}".into();
+    let json = m.to_spec_json();
+    assert!(json.starts_with(r#"{"text": "h\u00e9llo \"q\" \\ \ud83d\ude00\n\u007f", "#), "{json}");
+    let back: serde_json::Value = serde_json::from_str(&json).expect("valid json");
+    assert_eq!(back["text"], m.text);
+}
+
+#[test]
+fn avro_schemas_parse_and_records_round_trip() {
+    for avsc in [CHAT_MESSAGE_AVSC, LIVE_STREAM_AVSC, MODERATION_EVENT_AVSC] {
+        Schema::parse_str(avsc).expect("schema parses");
+    }
+    let schema = Schema::parse_str(CHAT_MESSAGE_AVSC).expect("schema");
+    let m = sample_one();
+    let value = to_value(&m).expect("to value").resolve(&schema).expect("resolves");
+    let bytes = apache_avro::to_avro_datum(&schema, value).expect("encode");
+    let back_value = apache_avro::from_avro_datum(&schema, &mut &bytes[..], None).expect("decode");
+    let back: ChatMessage = from_value(&back_value).expect("from value");
+    assert_eq!(back, m);
+
+    let schema = Schema::parse_str(MODERATION_EVENT_AVSC).expect("schema");
+    let ev = ModerationEvent {
+        broadcaster_id: 1,
+        kind: ModerationKind::ClearMsg,
+        event_id: "e".into(),
+        sent_timestamp: 5,
+        channel: "c".into(),
+        target_user_id: None,
+        target_user_login: Some("bob".into()),
+        target_message_id: Some("m".into()),
+        ban_duration_seconds: Some(600),
+        msg_id: None,
+        text: Some("bad words".into()),
+        system_msg: None,
+        raw_tags: vec![ModTag { key: "k".into(), value: "v".into() }],
+    };
+    let value = to_value(&ev).expect("to value").resolve(&schema).expect("resolves");
+    let bytes = apache_avro::to_avro_datum(&schema, value).expect("encode");
+    let back_value = apache_avro::from_avro_datum(&schema, &mut &bytes[..], None).expect("decode");
+    assert_eq!(from_value::<ModerationEvent>(&back_value).expect("from value"), ev);
+}
+
+#[test]
+fn buckets_floor_to_five_minutes() {
+    assert_eq!(bucket_of(0), 0);
+    assert_eq!(bucket_of(BUCKET_MS - 1), 0);
+    assert_eq!(bucket_of(BUCKET_MS), BUCKET_MS);
+    assert_eq!(bucket_of(-1), -BUCKET_MS);
+    assert_eq!(bucket_of(1706408359963) % BUCKET_MS, 0);
+}
+
+proptest::proptest! {
+    #[test]
+    fn spec_json_is_valid_json_for_any_text(text in ".*", name in "\\PC*") {
+        let mut m = sample_one();
+        m.text = text.clone();
+        m.user.display_name = name.clone();
+        let parsed: serde_json::Value = serde_json::from_str(&m.to_spec_json()).expect("valid");
+        proptest::prop_assert_eq!(parsed["text"].as_str(), Some(text.as_str()));
+        proptest::prop_assert_eq!(parsed["user"]["display_name"].as_str(), Some(name.as_str()));
+    }
+}

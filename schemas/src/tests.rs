@@ -1,5 +1,5 @@
-use super::*;
 #![allow(deprecated)] // apache-avro 0.22 deprecates the datum helpers; fine for a test
+use super::*;
 use apache_avro::{from_value, to_value, Schema};
 
 fn spec_sample() -> serde_json::Value {

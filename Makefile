@@ -1,0 +1,64 @@
+# Twitch Chat Ingestor — the two commands a newcomer needs are `make up` and `make test`.
+# Everything else is listed by `make help`.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+# One cargo target dir shared by every clone on this machine (CI clones fresh each time).
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/tci/target
+export TCI_STACK_DIR ?= $(ROOT)/.stack
+CARGO ?= cargo
+PROFILE ?= release
+BIN := $(CARGO_TARGET_DIR)/$(PROFILE)
+STACK := $(ROOT)/dev/stack.sh
+RUN := $(ROOT)/dev/run.sh
+
+.PHONY: help deps build up down status logs test test-unit test-integration lint fmt bench clean-stack
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+deps: ## Install what a fresh machine lacks (Debian build packages, Maven artifacts)
+	@$(ROOT)/dev/install-deps.sh
+	@$(STACK) fetch
+
+build: deps ## Build every service (release)
+	$(CARGO) build --workspace --release --bins
+
+up: build ## Start the stack, create topics, register schemas, migrate, start every service
+	@$(STACK) start
+	@$(BIN)/tci setup
+	@$(RUN) start
+	@$(RUN) status
+
+down: ## Stop every service and the stack (leaves no process)
+	@$(RUN) stop
+	@$(STACK) stop
+
+status: ## What is running
+	@$(STACK) status || true
+	@$(RUN) status || true
+
+logs: ## Tail the services' logs
+	@tail -n 50 -f $(TCI_STACK_DIR)/logs/*.log
+
+test: deps ## Run every test: fmt, clippy, unit tests, integration tests against the real stack
+	@$(ROOT)/dev/test.sh
+
+test-unit: ## Unit tests only (no servers)
+	$(CARGO) test --workspace --exclude integration-tests
+
+lint: ## cargo fmt --check and clippy -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+bench: deps ## Criterion benchmarks of the hot paths
+	$(CARGO) bench --workspace
+
+clean-stack: ## Stop the stack and delete its data and logs
+	@$(RUN) stop || true
+	@$(STACK) clean

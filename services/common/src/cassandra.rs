@@ -1,0 +1,149 @@
+//! Cassandra / ScyllaDB: session set-up from [`CassandraConfig`] and the schema migrations of
+//! `schemas/cql` (idempotent statements, applied in file order, recorded in
+//! `<keyspace>.schema_migrations`).
+
+use std::time::Duration;
+
+use scylla::{
+    client::{execution_profile::ExecutionProfile, session::Session, session_builder::SessionBuilder},
+    statement::Consistency,
+};
+use secrecy::ExposeSecret;
+use tracing::{info, warn};
+
+use crate::{config::CassandraConfig, retry::Backoff};
+
+/// Parses a consistency name from configuration.
+pub fn consistency(name: &str) -> anyhow::Result<Consistency> {
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "one" => Consistency::One,
+        "local_one" => Consistency::LocalOne,
+        "quorum" => Consistency::Quorum,
+        "local_quorum" => Consistency::LocalQuorum,
+        "all" => Consistency::All,
+        other => anyhow::bail!("cassandra.consistency: unknown level {other:?} (one, local_one, quorum, local_quorum, all)"),
+    })
+}
+
+/// Connects once (no retry).
+pub async fn connect_once(cfg: &CassandraConfig) -> anyhow::Result<Session> {
+    let profile = ExecutionProfile::builder()
+        .consistency(consistency(&cfg.consistency)?)
+        .request_timeout(Some(cfg.request_timeout))
+        .build()
+        .into_handle();
+    let mut b = SessionBuilder::new()
+        .known_nodes(&cfg.nodes)
+        .connection_timeout(Duration::from_secs(5))
+        .default_execution_profile_handle(profile);
+    if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
+        b = b.user(u.clone(), p.expose_secret().to_string());
+    }
+    b.build()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to Cassandra at {}: {e}", cfg.nodes.join(",")))
+}
+
+/// Connects, retrying with capped backoff until `token` is cancelled. Each failure is logged
+/// with the nodes it tried, so an operator sees at once which dependency is missing.
+pub async fn connect(cfg: &CassandraConfig, token: &tokio_util::sync::CancellationToken) -> anyhow::Result<Session> {
+    let mut backoff = Backoff::default_for_dependencies();
+    loop {
+        match connect_once(cfg).await {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                let delay = backoff.next_delay();
+                warn!(error = format!("{e:#}"), retry_in = ?delay, attempt = backoff.attempts(), "Cassandra unavailable; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {},
+                    _ = token.cancelled() => anyhow::bail!("shutdown while waiting for Cassandra: {e:#}"),
+                }
+            }
+        }
+    }
+}
+
+/// Splits a migration file into statements: `--` comments dropped, `;`-separated.
+pub fn statements(text: &str) -> Vec<String> {
+    let without_comments: String = text
+        .lines()
+        .map(|l| match l.find("--") {
+            Some(i) => &l[..i],
+            None => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments.split(';').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+}
+
+/// Applies every migration of `tci_schemas::CQL_MIGRATIONS` to `cfg.keyspace`. Idempotent: each
+/// statement is `IF NOT EXISTS`, and applied files are recorded.
+pub async fn migrate(session: &Session, cfg: &CassandraConfig) -> anyhow::Result<Vec<&'static str>> {
+    let ks = &cfg.keyspace;
+    if !ks.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || ks.is_empty() {
+        anyhow::bail!("cassandra.keyspace {ks:?} must be letters, digits and underscores");
+    }
+    let mut applied = Vec::new();
+    for (i, (name, text)) in tci_schemas::CQL_MIGRATIONS.iter().enumerate() {
+        let text = text.replace("{keyspace}", ks).replace("{replication}", &cfg.replication);
+        for stmt in statements(&text) {
+            session
+                .query_unpaged(stmt.as_str(), ())
+                .await
+                .map_err(|e| anyhow::anyhow!("migration {name}: {e}\n  statement: {stmt}"))?;
+        }
+        if i == 0 {
+            session
+                .query_unpaged(
+                    format!(
+                        "CREATE TABLE IF NOT EXISTS {ks}.schema_migrations (name text PRIMARY KEY, applied_at timestamp)"
+                    ),
+                    (),
+                )
+                .await?;
+        }
+        session
+            .query_unpaged(
+                format!("INSERT INTO {ks}.schema_migrations (name, applied_at) VALUES (?, toTimestamp(now()))"),
+                (name,),
+            )
+            .await?;
+        applied.push(*name);
+    }
+    session.await_schema_agreement().await?;
+    info!(keyspace = %ks, files = applied.len(), "Cassandra migrations applied");
+    Ok(applied)
+}
+
+/// True when Cassandra answers a trivial query (used by `/readyz`).
+pub async fn reachable(session: &Session) -> bool {
+    session.query_unpaged("SELECT release_version FROM system.local", ()).await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migration_files_split_into_statements() {
+        for (name, text) in tci_schemas::CQL_MIGRATIONS {
+            let s = statements(text);
+            assert!(!s.is_empty(), "{name}");
+            for st in &s {
+                assert!(st.starts_with("CREATE"), "{name}: {st}");
+                assert!(st.contains("IF NOT EXISTS"), "{name} must be idempotent: {st}");
+                // Nothing ScyllaDB lacks.
+                for banned in ["StorageAttachedIndex", "SAI", "CREATE CUSTOM INDEX", "MATERIALIZED VIEW"] {
+                    assert!(!st.contains(banned), "{name} uses {banned}");
+                }
+            }
+        }
+        assert_eq!(statements("a; -- x;\n b ;"), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn consistency_names() {
+        assert_eq!(consistency("LOCAL_QUORUM").expect("ok"), Consistency::LocalQuorum);
+        assert!(consistency("most").is_err());
+    }
+}

@@ -1,0 +1,108 @@
+//! Logs and metrics.
+//!
+//! Logs: `tracing` with key/value fields; JSON when stderr is not a terminal (production,
+//! Kubernetes), human-readable otherwise. Metrics: Prometheus, in the process-wide default
+//! registry, named `tci_<service>_<name>_<unit>[_total]` with bounded labels.
+
+use std::io::IsTerminal;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+};
+use tracing_subscriber::{fmt, EnvFilter};
+
+use crate::config::LogConfig;
+
+/// Installs the global tracing subscriber. Safe to call more than once (later calls are no-ops),
+/// so tests may call it too.
+pub fn init(cfg: &LogConfig) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match cfg.format.as_str() {
+        "json" => true,
+        "text" => false,
+        _ => !std::io::stderr().is_terminal(),
+    };
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).with_current_span(true).try_init()
+    } else {
+        builder.compact().try_init()
+    };
+}
+
+fn must<T>(r: prometheus::Result<T>, name: &str) -> T {
+    match r {
+        Ok(v) => v,
+        // Only a programming error (invalid name or label set) gets here; fail loudly at start-up.
+        Err(e) => panic!("invalid metric {name}: {e}"),
+    }
+}
+
+/// Registers a metric, or returns the already-registered one of the same name (so building an
+/// app twice in one process, as tests do, works).
+fn register<C: prometheus::core::Collector + Clone + 'static>(c: C, name: &str) -> C {
+    match prometheus::default_registry().register(Box::new(c.clone())) {
+        Ok(()) | Err(prometheus::Error::AlreadyReg) => c,
+        Err(e) => panic!("cannot register metric {name}: {e}"),
+    }
+}
+
+// Note: on AlreadyReg the returned collector is a fresh one that is not exported; to keep one
+// instance per name, metric structs are built once per process (see `Lazy`-style statics in the
+// services). The helpers below are used from those statics.
+
+/// A counter `name` (must end in `_total`).
+pub fn counter(name: &str, help: &str) -> IntCounter {
+    register(must(IntCounter::new(name, help), name), name)
+}
+
+/// A counter with labels.
+pub fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(must(IntCounterVec::new(Opts::new(name, help), labels), name), name)
+}
+
+/// A gauge.
+pub fn gauge(name: &str, help: &str) -> IntGauge {
+    register(must(IntGauge::new(name, help), name), name)
+}
+
+/// A gauge with labels.
+pub fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(must(IntGaugeVec::new(Opts::new(name, help), labels), name), name)
+}
+
+/// A histogram with explicit buckets.
+pub fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    register(must(Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)), name), name)
+}
+
+/// A histogram with labels.
+pub fn histogram_vec(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    register(
+        must(HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels), name),
+        name,
+    )
+}
+
+/// Latency buckets in seconds, 0.5 ms .. 10 s.
+pub fn latency_buckets() -> Vec<f64> {
+    vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+}
+
+/// Size buckets (records per batch), 1 .. 10 000.
+pub fn size_buckets() -> Vec<f64> {
+    vec![1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0]
+}
+
+/// Renders every registered metric in the Prometheus text format.
+pub fn render() -> String {
+    use prometheus::Encoder;
+    let mut buf = Vec::new();
+    let enc = prometheus::TextEncoder::new();
+    if let Err(e) = enc.encode(&prometheus::gather(), &mut buf) {
+        tracing::warn!(error = %e, "cannot encode metrics");
+    }
+    String::from_utf8(buf).unwrap_or_default()
+}

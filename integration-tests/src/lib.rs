@@ -1,1 +1,135 @@
-//! shared test helpers
+//! Shared helpers of the integration tests. Every test runs against the real Kafka, Cassandra and
+//! schema registry started by `dev/stack.sh` (`make test` starts them), and gets its own topic
+//! names, consumer groups and keyspace from [`TestEnv::new`], so tests never see each other's
+//! data and can run in parallel.
+//!
+//! Endpoints come from the usual configuration layers (`TCI__KAFKA__BROKERS`, …), defaulting to
+//! the local stack.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::{
+    consumer::{Consumer, StreamConsumer},
+    Message,
+};
+use scylla::client::session::Session;
+use tci_common::{cassandra, config, kafka, CommonConfig};
+
+/// A unique suffix: process id, time and randomness.
+pub fn unique(prefix: &str) -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("{prefix}_{}_{}_{:04x}", std::process::id(), t % 100_000_000, rand::random::<u16>())
+}
+
+/// One test's private slice of the stack.
+pub struct TestEnv {
+    /// Configuration pointing at this test's topics and keyspace.
+    pub cfg: CommonConfig,
+    /// A unique id for group names etc.
+    pub id: String,
+}
+
+impl TestEnv {
+    /// Fresh topic names and keyspace for a test called `name`. Does not create anything yet.
+    pub fn new(name: &str) -> Self {
+        let id = unique(name);
+        let mut cfg: CommonConfig = config::load(None).unwrap_or_default();
+        cfg.topics.live_streams = format!("it.{id}.live-streams");
+        cfg.topics.chat = format!("it.{id}.chat");
+        cfg.topics.moderation = format!("it.{id}.moderation");
+        cfg.topics.dead_letter = format!("it.{id}.dlq");
+        cfg.cassandra.keyspace = format!("it_{}", id.to_ascii_lowercase());
+        cfg.cassandra.consistency = "one".into();
+        Self { cfg, id }
+    }
+
+    /// A consumer group name unique to this test.
+    pub fn group(&self, role: &str) -> String {
+        format!("it.{}.{role}", self.id)
+    }
+
+    /// Creates this test's topics (`partitions` each), failing with a clear message when Kafka
+    /// is not running.
+    pub async fn create_topics(&self, partitions: i32) -> anyhow::Result<()> {
+        let specs = kafka::topic_specs()?;
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            kafka::ensure_topics(&self.cfg.kafka, &self.cfg.topics, &specs, Some(1), Some(partitions)),
+        )
+        .await
+        .with_context(|| format!("Kafka at {} did not answer: is the stack up? (make test starts it)", self.cfg.kafka.brokers))?
+        .with_context(|| format!("creating topics on Kafka at {}", self.cfg.kafka.brokers))?;
+        Ok(())
+    }
+
+    /// Connects to Cassandra and applies the migrations into this test's keyspace.
+    pub async fn migrate(&self) -> anyhow::Result<Session> {
+        let session = cassandra::connect_once(&self.cfg.cassandra)
+            .await
+            .context("is the stack up? (make test starts it)")?;
+        cassandra::migrate(&session, &self.cfg.cassandra).await?;
+        Ok(session)
+    }
+
+    /// Drops this test's keyspace (best effort).
+    pub async fn drop_keyspace(&self, session: &Session) {
+        let _ = session
+            .query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", self.cfg.cassandra.keyspace), ())
+            .await;
+    }
+}
+
+/// Reads every record of `topic` from the beginning until `expected` records were seen or
+/// `timeout` passed; returns (key, payload) pairs.
+pub async fn read_topic(
+    cfg: &CommonConfig,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<(Option<Vec<u8>>, Vec<u8>)>> {
+    let group = unique("reader");
+    let consumer: StreamConsumer = kafka::consumer(
+        &cfg.kafka,
+        &group,
+        "it-reader",
+        rdkafka::consumer::DefaultConsumerContext,
+        &[("enable.auto.commit", "false")],
+    )?;
+    consumer.subscribe(&[topic])?;
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while out.len() < expected {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match tokio::time::timeout(left, consumer.recv()).await {
+            Ok(Ok(m)) => out.push((m.key().map(<[u8]>::to_vec), m.payload().unwrap_or_default().to_vec())),
+            Ok(Err(e)) => anyhow::bail!("reading {topic}: {e}"),
+            Err(_) => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Polls `check` every 200 ms until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -6,6 +6,7 @@
 #   dev/stack.sh start [svc...]   start kafka, cassandra, registry (all by default) and wait until each answers
 #   dev/stack.sh stop  [svc...]   stop them (SIGTERM, then SIGKILL after a grace period)
 #   dev/stack.sh status           which are running and answering
+#   dev/stack.sh probe            exit 0 when all three answer on their ports (whoever started them)
 #   dev/stack.sh logs SVC         tail a server's log
 #   dev/stack.sh clean            stop everything and delete data and logs
 #
@@ -273,12 +274,18 @@ cmd_status() {
   return $rc
 }
 
+# Exit 0 when every server answers on its port, whoever started it (used by dev/test.sh).
+cmd_probe() {
+  kafka_ready && port_open $CASSANDRA_PORT && registry_ready
+}
+
 case "${1:-}" in
   fetch) cmd_fetch ;;
+  probe) cmd_probe ;;
   start) shift; cmd_start "$@" ;;
   stop) shift; cmd_stop "$@" ;;
   status) cmd_status ;;
-  logs) tail -n "${2:-100}" -f "$LOGS/${3:-${2:-kafka}}.log" ;;
+  logs) tail -n 100 -f "$LOGS/${2:-kafka}.log" ;;
   clean) cmd_stop; rm -rf "$DATA" "$LOGS" "$RUN" ;;
-  *) sed -n '2,13p' "$0"; exit 2 ;;
+  *) sed -n "2,14p" "$0"; exit 2 ;;
 esac

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# `make test`: every check and every test, the same on a laptop and in CI.
+#   1. cargo fmt --check and clippy -D warnings
+#   2. unit tests (no servers)
+#   3. integration tests against the real Kafka, Cassandra and schema registry. If they are not
+#      already running, they are started here and stopped again at the end (the stack is left as
+#      it was found).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tci/target}
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+STACK="$ROOT/dev/stack.sh"
+
+step() { printf '\n==> %s\n' "$*"; }
+t0=$SECONDS
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "build every binary (the integration tests run them)"
+cargo build --workspace --bins
+
+step "unit tests"
+cargo test --workspace --exclude integration-tests
+
+started_here=0
+if "$STACK" probe >/dev/null 2>&1; then
+  step "stack already running: using it and leaving it running"
+else
+  step "starting the stack for the integration tests (stopped again afterwards)"
+  started_here=1
+  trap '"$STACK" stop' EXIT
+  "$STACK" start
+fi
+
+step "integration tests (real Kafka, Cassandra, schema registry)"
+cargo test -p integration-tests -- --test-threads="${TCI_IT_THREADS:-3}"
+
+step "all tests passed in $((SECONDS - t0))s"

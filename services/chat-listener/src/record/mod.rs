@@ -1,0 +1,105 @@
+//! Parsed IRC lines → the wire types of `tci-schemas`.
+//!
+//! * [`build_chat_message`]: PRIVMSG → [`ChatMessage`].
+//! * [`build_moderation_event`]: CLEARCHAT / CLEARMSG / USERNOTICE → [`ModerationEvent`].
+//! * [`RoomStates`]: merged ROOMSTATE per channel, the `room` of every chat message.
+//! * [`process`]: all of the above behind one call, for the connection loop.
+//!
+//! Everything here is pure: no I/O, no clock (the receive time is passed in).
+
+mod chat;
+mod moderation;
+mod room;
+
+pub use chat::{build_chat_message, parse_badges, parse_emotes, strip_action};
+pub use moderation::{build_moderation_event, line_digest};
+pub use room::RoomStates;
+
+use tci_schemas::{ChatMessage, ModerationEvent, Room};
+
+use crate::irc::Message;
+
+/// Why a parsed line could not be turned into a record. Every variant is permanent: the same
+/// line always fails the same way, so retrying is pointless (count it and move on).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The builder was handed a line of another command.
+    #[error("expected {expected}, got {got}")]
+    WrongCommand {
+        /// What the builder handles.
+        expected: &'static str,
+        /// The line's command.
+        got: String,
+    },
+    /// A required tag is absent or empty.
+    #[error("missing tag {tag}")]
+    MissingTag {
+        /// The tag's name.
+        tag: &'static str,
+    },
+    /// A tag's value does not have the expected form.
+    #[error("invalid tag {tag}={value:?}: expected {expected}")]
+    InvalidTag {
+        /// The tag's name.
+        tag: &'static str,
+        /// The raw value.
+        value: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// No `#channel` parameter.
+    #[error("missing #channel parameter")]
+    MissingChannel,
+    /// A PRIVMSG without a `nick!user@host` prefix (the sender's login).
+    #[error("missing prefix (sender login)")]
+    MissingPrefix,
+    /// A PRIVMSG without trailing text.
+    #[error("missing message text")]
+    MissingText,
+}
+
+impl RecordError {
+    /// A short, bounded label for metrics (`missing_tag`, `invalid_tag`, ...).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::WrongCommand { .. } => "wrong_command",
+            Self::MissingTag { .. } => "missing_tag",
+            Self::InvalidTag { .. } => "invalid_tag",
+            Self::MissingChannel => "missing_channel",
+            Self::MissingPrefix => "missing_prefix",
+            Self::MissingText => "missing_text",
+        }
+    }
+}
+
+/// What one line amounts to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A chat message (PRIVMSG).
+    Chat(Box<ChatMessage>),
+    /// A CLEARCHAT, CLEARMSG or USERNOTICE.
+    Moderation(Box<ModerationEvent>),
+    /// A ROOMSTATE, already merged into the [`RoomStates`]; the merged state.
+    RoomState(Room),
+    /// Anything else (PING, JOIN, NOTICE, numerics, ...): nothing to publish.
+    Other,
+}
+
+/// Turns one parsed line into a [`Record`], updating `rooms` on ROOMSTATE.
+pub fn process(
+    msg: &Message<'_>,
+    rooms: &mut RoomStates,
+    received_at_ms: i64,
+) -> Result<Record, RecordError> {
+    Ok(match msg.command() {
+        "PRIVMSG" => Record::Chat(Box::new(build_chat_message(msg, rooms, received_at_ms)?)),
+        "CLEARCHAT" | "CLEARMSG" | "USERNOTICE" => {
+            Record::Moderation(Box::new(build_moderation_event(msg, rooms)?))
+        }
+        "ROOMSTATE" => Record::RoomState(rooms.apply(msg)?.clone()),
+        _ => Record::Other,
+    })
+}
+
+#[cfg(test)]
+mod tests;

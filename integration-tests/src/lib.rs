@@ -22,7 +22,12 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
-    format!("{prefix}_{}_{}_{:04x}", std::process::id(), t % 100_000_000, rand::random::<u16>())
+    format!(
+        "{prefix}_{}_{}_{:04x}",
+        std::process::id(),
+        t % 100_000_000,
+        rand::random::<u16>()
+    )
 }
 
 /// One test's private slice of the stack.
@@ -58,10 +63,21 @@ impl TestEnv {
         let specs = kafka::topic_specs()?;
         tokio::time::timeout(
             Duration::from_secs(60),
-            kafka::ensure_topics(&self.cfg.kafka, &self.cfg.topics, &specs, Some(1), Some(partitions)),
+            kafka::ensure_topics(
+                &self.cfg.kafka,
+                &self.cfg.topics,
+                &specs,
+                Some(1),
+                Some(partitions),
+            ),
         )
         .await
-        .with_context(|| format!("Kafka at {} did not answer: is the stack up? (make test starts it)", self.cfg.kafka.brokers))?
+        .with_context(|| {
+            format!(
+                "Kafka at {} did not answer: is the stack up? (make test starts it)",
+                self.cfg.kafka.brokers
+            )
+        })?
         .with_context(|| format!("creating topics on Kafka at {}", self.cfg.kafka.brokers))?;
         Ok(())
     }
@@ -78,7 +94,10 @@ impl TestEnv {
     /// Drops this test's keyspace (best effort).
     pub async fn drop_keyspace(&self, session: &Session) {
         let _ = session
-            .query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", self.cfg.cassandra.keyspace), ())
+            .query_unpaged(
+                format!("DROP KEYSPACE IF EXISTS {}", self.cfg.cassandra.keyspace),
+                (),
+            )
             .await;
     }
 }
@@ -108,12 +127,42 @@ pub async fn read_topic(
             break;
         }
         match tokio::time::timeout(left, consumer.recv()).await {
-            Ok(Ok(m)) => out.push((m.key().map(<[u8]>::to_vec), m.payload().unwrap_or_default().to_vec())),
+            Ok(Ok(m)) => out.push((
+                m.key().map(<[u8]>::to_vec),
+                m.payload().unwrap_or_default().to_vec(),
+            )),
             Ok(Err(e)) => anyhow::bail!("reading {topic}: {e}"),
             Err(_) => break,
         }
     }
     Ok(out)
+}
+
+/// Reads every record currently in `topic` (up to the high watermarks of its partitions at the
+/// time of the call); returns (key, payload) pairs.
+pub async fn read_all(
+    cfg: &CommonConfig,
+    topic: &str,
+) -> anyhow::Result<Vec<(Option<Vec<u8>>, Vec<u8>)>> {
+    let probe: rdkafka::consumer::BaseConsumer = kafka::base_config(&cfg.kafka).create()?;
+    let md = probe.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions: Vec<i32> = md
+        .topics()
+        .first()
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    let mut total = 0usize;
+    for p in &partitions {
+        let (lo, hi) = probe.fetch_watermarks(topic, *p, Duration::from_secs(10))?;
+        total += (hi - lo).max(0) as usize;
+    }
+    let got = read_topic(cfg, topic, total, Duration::from_secs(60)).await?;
+    anyhow::ensure!(
+        got.len() >= total,
+        "read {} of {total} records of {topic}",
+        got.len()
+    );
+    Ok(got)
 }
 
 /// Polls `check` every 200 ms until it returns `Some` or `timeout` passes.

@@ -1,12 +1,23 @@
 //! chat-listener: joins the chats of live channels and publishes what is said.
 //!
-//! The pure, I/O-free core lives here so the binary, the tests and the benchmarks share it:
-//!
 //! * [`irc`]: zero-copy IRCv3 line parsing (tags, prefix, command, params, trailing).
 //! * [`record`]: parsed lines → the `tci-schemas` wire types (chat messages, moderation events,
 //!   merged room state).
+//! * [`channels`]: which channels this replica owns (live-streams consumer group, TTL).
+//! * [`pool`]: the IRC-over-WebSocket connections (login, JOIN rate limit, keep-alive, reconnect).
+//! * [`publish`]: Avro to Kafka with backpressure and duplicate suppression.
+//! * [`app`]: wiring, the admin server and shutdown.
 //! * [`bin_parse`]: the `chat-listener parse` operator tool (IRC lines in, JSON lines out).
 
+pub mod app;
 pub mod bin_parse;
+pub mod channels;
+pub mod config;
 pub mod irc;
+pub mod metrics;
+pub mod pool;
+pub mod publish;
 pub mod record;
+
+pub use app::App;
+pub use config::Config;

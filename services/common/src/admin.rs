@@ -35,13 +35,22 @@ impl Readiness {
     /// Records the outcome of a check.
     pub fn set(&self, dep: &'static str, ok: bool, detail: impl Into<String>) {
         if let Ok(mut m) = self.checks.lock() {
-            m.insert(dep, Check { ok, detail: detail.into() });
+            m.insert(
+                dep,
+                Check {
+                    ok,
+                    detail: detail.into(),
+                },
+            );
         }
     }
 
     /// True when every dependency is ready.
     pub fn is_ready(&self) -> bool {
-        self.checks.lock().map(|m| m.values().all(|c| c.ok)).unwrap_or(false)
+        self.checks
+            .lock()
+            .map(|m| m.values().all(|c| c.ok))
+            .unwrap_or(false)
     }
 
     fn snapshot(&self) -> serde_json::Value {
@@ -56,15 +65,24 @@ pub async fn serve(
     addr: &str,
     readiness: Readiness,
     token: CancellationToken,
-) -> anyhow::Result<(SocketAddr, impl std::future::Future<Output = anyhow::Result<()>>)> {
+) -> anyhow::Result<(
+    SocketAddr,
+    futures::future::BoxFuture<'static, anyhow::Result<()>>,
+)> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("admin server: cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
-    let healthz = warp::path!("healthz").and(warp::get()).map(|| "ok");
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| String::from("ok"));
     let readyz = warp::path!("readyz").and(warp::get()).map(move || {
         let snap = readiness.snapshot();
-        let status = if snap["ready"] == true { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        let status = if snap["ready"] == true {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
         warp::reply::with_status(warp::reply::json(&snap), status)
     });
     let metrics = warp::path!("metrics").and(warp::get()).map(|| {
@@ -76,8 +94,12 @@ pub async fn serve(
     });
     let routes = healthz.or(readyz).or(metrics);
     let fut = async move {
-        warp::serve(routes).incoming(listener).graceful(token.cancelled_owned()).run().await;
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(token.cancelled_owned())
+            .run()
+            .await;
         Ok(())
     };
-    Ok((local, fut))
+    Ok((local, Box::pin(fut)))
 }

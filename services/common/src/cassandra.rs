@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use scylla::{
-    client::{execution_profile::ExecutionProfile, session::Session, session_builder::SessionBuilder},
+    client::{
+        execution_profile::ExecutionProfile, session::Session, session_builder::SessionBuilder,
+    },
     statement::Consistency,
 };
 use secrecy::ExposeSecret;
@@ -39,14 +41,20 @@ pub async fn connect_once(cfg: &CassandraConfig) -> anyhow::Result<Session> {
     if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
         b = b.user(u.clone(), p.expose_secret().to_string());
     }
-    b.build()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to Cassandra at {}: {e}", cfg.nodes.join(",")))
+    b.build().await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot connect to Cassandra at {}: {e}",
+            cfg.nodes.join(",")
+        )
+    })
 }
 
 /// Connects, retrying with capped backoff until `token` is cancelled. Each failure is logged
 /// with the nodes it tried, so an operator sees at once which dependency is missing.
-pub async fn connect(cfg: &CassandraConfig, token: &tokio_util::sync::CancellationToken) -> anyhow::Result<Session> {
+pub async fn connect(
+    cfg: &CassandraConfig,
+    token: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Session> {
     let mut backoff = Backoff::default_for_dependencies();
     loop {
         match connect_once(cfg).await {
@@ -73,19 +81,28 @@ pub fn statements(text: &str) -> Vec<String> {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    without_comments.split(';').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    without_comments
+        .split(';')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// Applies every migration of `tci_schemas::CQL_MIGRATIONS` to `cfg.keyspace`. Idempotent: each
 /// statement is `IF NOT EXISTS`, and applied files are recorded.
-pub async fn migrate(session: &Session, cfg: &CassandraConfig) -> anyhow::Result<Vec<&'static str>> {
+pub async fn migrate(
+    session: &Session,
+    cfg: &CassandraConfig,
+) -> anyhow::Result<Vec<&'static str>> {
     let ks = &cfg.keyspace;
     if !ks.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || ks.is_empty() {
         anyhow::bail!("cassandra.keyspace {ks:?} must be letters, digits and underscores");
     }
     let mut applied = Vec::new();
     for (i, (name, text)) in tci_schemas::CQL_MIGRATIONS.iter().enumerate() {
-        let text = text.replace("{keyspace}", ks).replace("{replication}", &cfg.replication);
+        let text = text
+            .replace("{keyspace}", ks)
+            .replace("{replication}", &cfg.replication);
         for stmt in statements(&text) {
             session
                 .query_unpaged(stmt.as_str(), ())
@@ -117,7 +134,10 @@ pub async fn migrate(session: &Session, cfg: &CassandraConfig) -> anyhow::Result
 
 /// True when Cassandra answers a trivial query (used by `/readyz`).
 pub async fn reachable(session: &Session) -> bool {
-    session.query_unpaged("SELECT release_version FROM system.local", ()).await.is_ok()
+    session
+        .query_unpaged("SELECT release_version FROM system.local", ())
+        .await
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -131,9 +151,17 @@ mod tests {
             assert!(!s.is_empty(), "{name}");
             for st in &s {
                 assert!(st.starts_with("CREATE"), "{name}: {st}");
-                assert!(st.contains("IF NOT EXISTS"), "{name} must be idempotent: {st}");
+                assert!(
+                    st.contains("IF NOT EXISTS"),
+                    "{name} must be idempotent: {st}"
+                );
                 // Nothing ScyllaDB lacks.
-                for banned in ["StorageAttachedIndex", "SAI", "CREATE CUSTOM INDEX", "MATERIALIZED VIEW"] {
+                for banned in [
+                    "StorageAttachedIndex",
+                    "SAI",
+                    "CREATE CUSTOM INDEX",
+                    "MATERIALIZED VIEW",
+                ] {
                     assert!(!st.contains(banned), "{name} uses {banned}");
                 }
             }
@@ -143,7 +171,10 @@ mod tests {
 
     #[test]
     fn consistency_names() {
-        assert_eq!(consistency("LOCAL_QUORUM").expect("ok"), Consistency::LocalQuorum);
+        assert_eq!(
+            consistency("LOCAL_QUORUM").expect("ok"),
+            Consistency::LocalQuorum
+        );
         assert!(consistency("most").is_err());
     }
 }

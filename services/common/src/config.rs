@@ -60,7 +60,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: "auto".into(), filter: "info".into() }
+        Self {
+            format: "auto".into(),
+            filter: "info".into(),
+        }
     }
 }
 
@@ -74,7 +77,9 @@ pub struct AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { addr: "127.0.0.1:0".into() }
+        Self {
+            addr: "127.0.0.1:0".into(),
+        }
     }
 }
 
@@ -93,7 +98,11 @@ pub struct KafkaConfig {
 
 impl Default for KafkaConfig {
     fn default() -> Self {
-        Self { brokers: "127.0.0.1:9092".into(), properties: BTreeMap::new(), sasl_password: None }
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            properties: BTreeMap::new(),
+            sasl_password: None,
+        }
     }
 }
 
@@ -110,7 +119,10 @@ pub struct RegistryConfig {
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        Self { url: "http://127.0.0.1:8081/apis/ccompat/v7".into(), timeout: Duration::from_secs(5) }
+        Self {
+            url: "http://127.0.0.1:8081/apis/ccompat/v7".into(),
+            timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -182,9 +194,13 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API
     fn layers_apply_in_order_and_durations_are_human() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("svc.toml", "linger = \"250ms\"\n[kafka]\nbrokers = \"file:9092\"\n")?;
+            jail.create_file(
+                "svc.toml",
+                "linger = \"250ms\"\n[kafka]\nbrokers = \"file:9092\"\n",
+            )?;
             jail.set_env("TCI__KAFKA__BROKERS", "env:9092");
             jail.set_env("TCI__CASSANDRA__REQUEST_TIMEOUT", "2s");
             let cfg: Svc = load(Some(Path::new("svc.toml"))).map_err(|e| e.to_string())?;
@@ -204,7 +220,10 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let cfg = CassandraConfig { password: Some(SecretString::from("hunter2")), ..Default::default() };
+        let cfg = CassandraConfig {
+            password: Some(SecretString::from("hunter2")),
+            ..Default::default()
+        };
         assert!(!format!("{cfg:?}").contains("hunter2"));
     }
 }

@@ -8,7 +8,10 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use rdkafka::{
-    admin::{AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication},
+    admin::{
+        AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier,
+        TopicReplication,
+    },
     client::DefaultClientContext,
     config::ClientConfig,
     consumer::{Consumer, ConsumerContext, StreamConsumer},
@@ -41,7 +44,11 @@ pub fn base_config(cfg: &KafkaConfig) -> ClientConfig {
 /// An idempotent producer (`acks=all`, `enable.idempotence=true`), lz4-compressed, with a bounded
 /// local queue (`queue.buffering.max.kbytes`): when full, `send` waits (backpressure) up to the
 /// caller's queue timeout instead of dropping.
-pub fn producer(cfg: &KafkaConfig, client_id: &str, overrides: &[(&str, &str)]) -> Result<FutureProducer, KafkaError> {
+pub fn producer(
+    cfg: &KafkaConfig,
+    client_id: &str,
+    overrides: &[(&str, &str)],
+) -> Result<FutureProducer, KafkaError> {
     let mut c = base_config(cfg);
     c.set("client.id", client_id)
         .set("enable.idempotence", "true")
@@ -108,7 +115,9 @@ pub fn topic_specs() -> anyhow::Result<Vec<TopicSpec>> {
 
 fn toml_from_str<T: serde::de::DeserializeOwned>(s: &str) -> anyhow::Result<T> {
     use figment::providers::{Format, Toml};
-    figment::Figment::from(Toml::string(s)).extract().map_err(|e| anyhow::anyhow!("kafka/topics.toml: {e}"))
+    figment::Figment::from(Toml::string(s))
+        .extract()
+        .map_err(|e| anyhow::anyhow!("kafka/topics.toml: {e}"))
 }
 
 /// The actual topic name of a logical `key`.
@@ -157,8 +166,14 @@ pub async fn ensure_topics(
         match res.into_iter().next() {
             Some(Ok(_)) => out.push((name, TopicAction::Created)),
             Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => {
-                let md = admin.inner().fetch_metadata(Some(&name), Duration::from_secs(10))?;
-                let have = md.topics().first().map(|t| t.partitions().len() as i32).unwrap_or(0);
+                let md = admin
+                    .inner()
+                    .fetch_metadata(Some(&name), Duration::from_secs(10))?;
+                let have = md
+                    .topics()
+                    .first()
+                    .map(|t| t.partitions().len() as i32)
+                    .unwrap_or(0);
                 if have < partitions {
                     let np = NewPartitions::new(&name, partitions as usize);
                     for r in admin.create_partitions([&np], &opts).await? {
@@ -202,7 +217,11 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     pub fn new(producer: FutureProducer, topic: impl Into<String>, service: &'static str) -> Self {
-        Self { producer, topic: topic.into(), service }
+        Self {
+            producer,
+            topic: topic.into(),
+            service,
+        }
     }
 
     /// The dead-letter topic name.
@@ -215,11 +234,26 @@ impl DeadLetter {
         let partition = msg.partition().to_string();
         let offset = msg.offset().to_string();
         let headers = OwnedHeaders::new()
-            .insert(Header { key: dlq_headers::REASON, value: Some(reason) })
-            .insert(Header { key: dlq_headers::SERVICE, value: Some(self.service) })
-            .insert(Header { key: dlq_headers::TOPIC, value: Some(msg.topic()) })
-            .insert(Header { key: dlq_headers::PARTITION, value: Some(&partition) })
-            .insert(Header { key: dlq_headers::OFFSET, value: Some(&offset) });
+            .insert(Header {
+                key: dlq_headers::REASON,
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: dlq_headers::SERVICE,
+                value: Some(self.service),
+            })
+            .insert(Header {
+                key: dlq_headers::TOPIC,
+                value: Some(msg.topic()),
+            })
+            .insert(Header {
+                key: dlq_headers::PARTITION,
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: dlq_headers::OFFSET,
+                value: Some(&offset),
+            });
         let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).headers(headers);
         if let Some(k) = msg.key() {
             rec = rec.key(k);
@@ -237,7 +271,9 @@ impl DeadLetter {
 
 /// True when `consumer` can reach the cluster (used by `/readyz`).
 pub fn reachable<C: ConsumerContext>(consumer: &StreamConsumer<C>) -> bool {
-    consumer.fetch_metadata(None, Duration::from_secs(3)).is_ok()
+    consumer
+        .fetch_metadata(None, Duration::from_secs(3))
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -255,6 +291,9 @@ mod tests {
             assert!(s.partitions > 0 && s.replication_factor > 0);
         }
         let chat = specs.iter().find(|s| s.key == "chat").expect("chat");
-        assert_eq!(chat.config.get("retention.ms").map(String::as_str), Some("604800000"));
+        assert_eq!(
+            chat.config.get("retention.ms").map(String::as_str),
+            Some("604800000")
+        );
     }
 }

@@ -12,9 +12,7 @@ use std::{
     time::Duration,
 };
 
-use apache_avro::{
-    reader::datum::GenericDatumReader, writer::datum::GenericDatumWriter, Schema,
-};
+use apache_avro::{reader::datum::GenericDatumReader, writer::datum::GenericDatumWriter, Schema};
 use schema_registry_converter::{
     async_impl::{
         avro::{AvroDecoder, AvroEncoder},
@@ -36,7 +34,11 @@ pub enum DecodeError {
     #[error("not Confluent Avro framing: {0}")]
     Framing(String),
     #[error("schema id {id} cannot be used: {reason}")]
-    Schema { id: u32, reason: String, retriable: bool },
+    Schema {
+        id: u32,
+        reason: String,
+        retriable: bool,
+    },
     #[error("value does not match its writer schema {id}: {reason}")]
     Avro { id: u32, reason: String },
 }
@@ -44,7 +46,13 @@ pub enum DecodeError {
 impl DecodeError {
     /// True when retrying later may succeed (registry down); false for poison records.
     pub fn is_retriable(&self) -> bool {
-        matches!(self, DecodeError::Schema { retriable: true, .. })
+        matches!(
+            self,
+            DecodeError::Schema {
+                retriable: true,
+                ..
+            }
+        )
     }
 
     /// A stable short name for metrics labels.
@@ -52,7 +60,9 @@ impl DecodeError {
         match self {
             DecodeError::Empty => "empty",
             DecodeError::Framing(_) => "framing",
-            DecodeError::Schema { retriable: true, .. } => "registry_unavailable",
+            DecodeError::Schema {
+                retriable: true, ..
+            } => "registry_unavailable",
             DecodeError::Schema { .. } => "unknown_schema",
             DecodeError::Avro { .. } => "avro",
         }
@@ -69,7 +79,10 @@ pub struct EncodeError {
 }
 
 fn settings(cfg: &RegistryConfig) -> Result<SrSettings, SRCError> {
-    SrSettings::new_builder(cfg.url.clone()).set_timeout(cfg.timeout).no_proxy().build()
+    SrSettings::new_builder(cfg.url.clone())
+        .set_timeout(cfg.timeout)
+        .no_proxy()
+        .build()
 }
 
 /// A schema parsed once and kept for the life of the process. Schemas are few (one per topic
@@ -85,7 +98,9 @@ fn cache_schema(id: u32, schema: Schema) -> Result<Arc<Cached>, apache_avro::Err
     let schema: &'static Schema = Box::leak(Box::new(schema));
     Ok(Arc::new(Cached {
         id,
-        writer: GenericDatumWriter::builder(schema).validate(false).build()?,
+        writer: GenericDatumWriter::builder(schema)
+            .validate(false)
+            .build()?,
         reader: GenericDatumReader::builder(schema).build()?,
     }))
 }
@@ -124,7 +139,9 @@ impl AvroCodec {
             false,
             SuppliedSchema::new(None, SchemaType::Avro, avsc.to_string()),
         );
-        self.lookup_subject(topic, &subject, strategy).await.map(|c| c.id)
+        self.lookup_subject(topic, &subject, strategy)
+            .await
+            .map(|c| c.id)
     }
 
     async fn lookup_subject(
@@ -133,7 +150,11 @@ impl AvroCodec {
         subject: &str,
         strategy: SubjectNameStrategy,
     ) -> Result<Arc<Cached>, EncodeError> {
-        let err = |reason: String, retriable: bool| EncodeError { subject: subject.to_string(), reason, retriable };
+        let err = |reason: String, retriable: bool| EncodeError {
+            subject: subject.to_string(),
+            reason,
+            retriable,
+        };
         let found = match self.encoder.get_schema_and_id(subject, strategy).await {
             Ok(s) => s,
             Err(e) => {
@@ -141,7 +162,8 @@ impl AvroCodec {
                 return Err(err(e.to_string(), e.retriable));
             }
         };
-        let cached = cache_schema(found.id, found.parsed.clone()).map_err(|e| err(e.to_string(), false))?;
+        let cached =
+            cache_schema(found.id, found.parsed.clone()).map_err(|e| err(e.to_string(), false))?;
         if let Ok(mut m) = self.by_topic.write() {
             m.insert(topic.to_string(), cached.clone());
         }
@@ -151,8 +173,16 @@ impl AvroCodec {
     /// Encodes `item` with the value schema of `topic` (registered beforehand with
     /// [`Self::register_value_schema`], else the latest version in the registry) in Confluent
     /// framing.
-    pub async fn encode<T: Serialize>(&self, topic: &str, item: &T) -> Result<Vec<u8>, EncodeError> {
-        let hit = self.by_topic.read().ok().and_then(|m| m.get(topic).cloned());
+    pub async fn encode<T: Serialize>(
+        &self,
+        topic: &str,
+        item: &T,
+    ) -> Result<Vec<u8>, EncodeError> {
+        let hit = self
+            .by_topic
+            .read()
+            .ok()
+            .and_then(|m| m.get(topic).cloned());
         let cached = match hit {
             Some(c) => c,
             None => {
@@ -170,7 +200,10 @@ impl AvroCodec {
 
     /// Decodes a Confluent-framed Avro value into `T`, reading with the record's writer schema
     /// (fetched from the registry once per id).
-    pub async fn decode<T: DeserializeOwned>(&self, bytes: Option<&[u8]>) -> Result<T, DecodeError> {
+    pub async fn decode<T: DeserializeOwned>(
+        &self,
+        bytes: Option<&[u8]>,
+    ) -> Result<T, DecodeError> {
         let bytes = bytes.ok_or(DecodeError::Empty)?;
         let id = framing_id(bytes)?;
         let hit = self.by_id.read().ok().and_then(|m| m.get(&id).cloned());
@@ -181,10 +214,18 @@ impl AvroCodec {
                     if e.retriable {
                         self.decoder.remove_errors_from_cache();
                     }
-                    DecodeError::Schema { id, reason: e.to_string(), retriable: e.retriable }
+                    DecodeError::Schema {
+                        id,
+                        reason: e.to_string(),
+                        retriable: e.retriable,
+                    }
                 })?;
-                let cached = cache_schema(id, schema.parsed.clone())
-                    .map_err(|e| DecodeError::Schema { id, reason: e.to_string(), retriable: false })?;
+                let cached =
+                    cache_schema(id, schema.parsed.clone()).map_err(|e| DecodeError::Schema {
+                        id,
+                        reason: e.to_string(),
+                        retriable: false,
+                    })?;
                 if let Ok(mut m) = self.by_id.write() {
                     m.insert(id, cached.clone());
                 }
@@ -195,9 +236,15 @@ impl AvroCodec {
         let value: T = cached
             .reader
             .read_deser(&mut body)
-            .map_err(|e| DecodeError::Avro { id, reason: e.to_string() })?;
+            .map_err(|e| DecodeError::Avro {
+                id,
+                reason: e.to_string(),
+            })?;
         if !body.is_empty() {
-            return Err(DecodeError::Avro { id, reason: format!("{} trailing bytes after the record", body.len()) });
+            return Err(DecodeError::Avro {
+                id,
+                reason: format!("{} trailing bytes after the record", body.len()),
+            });
         }
         Ok(value)
     }
@@ -207,17 +254,26 @@ fn encode_with<T: Serialize>(cached: &Cached, item: &T) -> Result<Vec<u8>, Strin
     let mut buf = Vec::with_capacity(512);
     buf.push(0u8);
     buf.extend_from_slice(&cached.id.to_be_bytes());
-    cached.writer.write_ser(&mut buf, item).map_err(|e| e.to_string())?;
+    cached
+        .writer
+        .write_ser(&mut buf, item)
+        .map_err(|e| e.to_string())?;
     Ok(buf)
 }
 
 /// Reads the schema id of a Confluent-framed record, or explains why the framing is wrong.
 pub fn framing_id(bytes: &[u8]) -> Result<u32, DecodeError> {
     if bytes.len() < 5 {
-        return Err(DecodeError::Framing(format!("{} bytes, need at least 5", bytes.len())));
+        return Err(DecodeError::Framing(format!(
+            "{} bytes, need at least 5",
+            bytes.len()
+        )));
     }
     if bytes[0] != 0 {
-        return Err(DecodeError::Framing(format!("magic byte is {:#04x}, expected 0x00", bytes[0])));
+        return Err(DecodeError::Framing(format!(
+            "magic byte is {:#04x}, expected 0x00",
+            bytes[0]
+        )));
     }
     Ok(u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]))
 }
@@ -235,34 +291,60 @@ pub enum RegistryError {
     #[error("schema registry at {url} is unreachable: {source}")]
     Unreachable { url: String, source: reqwest::Error },
     #[error("schema registry refused {what}: HTTP {status}: {body}")]
-    Refused { what: String, status: u16, body: String },
+    Refused {
+        what: String,
+        status: u16,
+        body: String,
+    },
 }
 
 const CT: &str = "application/vnd.schemaregistry.v1+json";
 
 impl RegistryAdmin {
     pub fn new(cfg: &RegistryConfig) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder().timeout(cfg.timeout).connect_timeout(Duration::from_secs(3)).build()?;
-        Ok(Self { http, base: cfg.url.trim_end_matches('/').to_string() })
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(Duration::from_secs(3))
+            .build()?;
+        Ok(Self {
+            http,
+            base: cfg.url.trim_end_matches('/').to_string(),
+        })
     }
 
-    async fn call(&self, what: &str, req: reqwest::RequestBuilder) -> Result<serde_json::Value, RegistryError> {
-        let resp = req
-            .header("accept", CT)
-            .send()
-            .await
-            .map_err(|e| RegistryError::Unreachable { url: self.base.clone(), source: e })?;
+    async fn call(
+        &self,
+        what: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<serde_json::Value, RegistryError> {
+        let resp =
+            req.header("accept", CT)
+                .send()
+                .await
+                .map_err(|e| RegistryError::Unreachable {
+                    url: self.base.clone(),
+                    source: e,
+                })?;
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
         if !status.is_success() {
-            return Err(RegistryError::Refused { what: what.to_string(), status: status.as_u16(), body });
+            return Err(RegistryError::Refused {
+                what: what.to_string(),
+                status: status.as_u16(),
+                body,
+            });
         }
         Ok(serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
     }
 
     /// `GET /subjects`.
     pub async fn subjects(&self) -> Result<Vec<String>, RegistryError> {
-        let v = self.call("listing subjects", self.http.get(format!("{}/subjects", self.base))).await?;
+        let v = self
+            .call(
+                "listing subjects",
+                self.http.get(format!("{}/subjects", self.base)),
+            )
+            .await?;
         Ok(serde_json::from_value(v).unwrap_or_default())
     }
 
@@ -271,18 +353,28 @@ impl RegistryAdmin {
         let body = serde_json::json!({ "compatibility": level });
         self.call(
             "setting the global compatibility",
-            self.http.put(format!("{}/config", self.base)).header("content-type", CT).json(&body),
+            self.http
+                .put(format!("{}/config", self.base))
+                .header("content-type", CT)
+                .json(&body),
         )
         .await
         .map(|_| ())
     }
 
     /// `PUT /config/<subject>`.
-    pub async fn set_subject_compatibility(&self, subject: &str, level: &str) -> Result<(), RegistryError> {
+    pub async fn set_subject_compatibility(
+        &self,
+        subject: &str,
+        level: &str,
+    ) -> Result<(), RegistryError> {
         let body = serde_json::json!({ "compatibility": level });
         self.call(
             &format!("setting compatibility of {subject}"),
-            self.http.put(format!("{}/config/{subject}", self.base)).header("content-type", CT).json(&body),
+            self.http
+                .put(format!("{}/config/{subject}", self.base))
+                .header("content-type", CT)
+                .json(&body),
         )
         .await
         .map(|_| ())
@@ -311,8 +403,13 @@ mod tests {
 
     #[test]
     fn framing_is_checked_before_any_registry_call() {
-        assert!(matches!(framing_id(&[0, 0, 0]), Err(DecodeError::Framing(_))));
-        assert!(matches!(framing_id(&[1, 0, 0, 0, 7, 2]), Err(DecodeError::Framing(m)) if m.contains("0x01")));
+        assert!(matches!(
+            framing_id(&[0, 0, 0]),
+            Err(DecodeError::Framing(_))
+        ));
+        assert!(
+            matches!(framing_id(&[1, 0, 0, 0, 7, 2]), Err(DecodeError::Framing(m)) if m.contains("0x01"))
+        );
         assert_eq!(framing_id(&[0, 0, 0, 1, 2, 9]).expect("valid"), 258);
     }
 
@@ -320,30 +417,52 @@ mod tests {
     fn schema_aware_serde_round_trips_and_rejects_garbage() {
         let schema = Schema::parse_str(tci_schemas::CHAT_MESSAGE_AVSC).expect("schema");
         let cached = cache_schema(7, schema).expect("cache");
-        let mut m = tci_schemas::ChatMessage { id: "abc".into(), text: "héllo 🐸".into(), ..Default::default() };
-        m.user.badges = Some(vec![tci_schemas::Badge { name: "vip".into(), version: "1".into() }]);
+        let mut m = tci_schemas::ChatMessage {
+            id: "abc".into(),
+            text: "héllo 🐸".into(),
+            ..Default::default()
+        };
+        m.user.badges = Some(vec![tci_schemas::Badge {
+            name: "vip".into(),
+            version: "1".into(),
+        }]);
         m.reply_parent_msg_id = Some("p".into());
         let bytes = encode_with(&cached, &m).expect("encode");
         assert_eq!(&bytes[..5], &[0, 0, 0, 0, 7]);
-        let back: tci_schemas::ChatMessage = cached.reader.read_deser(&mut &bytes[5..]).expect("decode");
+        let back: tci_schemas::ChatMessage =
+            cached.reader.read_deser(&mut &bytes[5..]).expect("decode");
         assert_eq!(back, m);
         // The same bytes as apache-avro's value path, so other Avro readers agree.
         #[allow(deprecated)]
         let via_value = apache_avro::to_avro_datum(
             &Schema::parse_str(tci_schemas::CHAT_MESSAGE_AVSC).expect("schema"),
-            apache_avro::to_value(&m).expect("value").resolve(&Schema::parse_str(tci_schemas::CHAT_MESSAGE_AVSC).expect("schema")).expect("resolve"),
+            apache_avro::to_value(&m)
+                .expect("value")
+                .resolve(&Schema::parse_str(tci_schemas::CHAT_MESSAGE_AVSC).expect("schema"))
+                .expect("resolve"),
         )
         .expect("encode");
         assert_eq!(&bytes[5..], &via_value[..]);
         // Truncated bytes are an error, not a panic.
         let cut = &bytes[5..bytes.len() / 2];
-        assert!(cached.reader.read_deser::<tci_schemas::ChatMessage>(&mut &cut[..]).is_err());
+        assert!(cached
+            .reader
+            .read_deser::<tci_schemas::ChatMessage>(&mut &cut[..])
+            .is_err());
     }
 
     #[test]
     fn only_registry_outages_are_retriable() {
-        let outage = DecodeError::Schema { id: 1, reason: "down".into(), retriable: true };
-        let unknown = DecodeError::Schema { id: 1, reason: "404".into(), retriable: false };
+        let outage = DecodeError::Schema {
+            id: 1,
+            reason: "down".into(),
+            retriable: true,
+        };
+        let unknown = DecodeError::Schema {
+            id: 1,
+            reason: "404".into(),
+            retriable: false,
+        };
         assert!(outage.is_retriable());
         assert!(!unknown.is_retriable());
         assert!(!DecodeError::Framing("x".into()).is_retriable());

@@ -16,7 +16,11 @@ impl Backoff {
     /// Delays grow from `base` doubling up to `cap`; each delay is uniformly drawn in
     /// `[ceiling/2, ceiling]` so a fleet of clients does not retry in lock step.
     pub fn new(base: Duration, cap: Duration) -> Self {
-        Self { base, cap, attempt: 0 }
+        Self {
+            base,
+            cap,
+            attempt: 0,
+        }
     }
 
     /// The default for dependencies: 100 ms doubling to 10 s.

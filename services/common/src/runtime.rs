@@ -76,7 +76,10 @@ pub struct Tasks {
 impl Tasks {
     /// An empty set bound to `token`.
     pub fn new(token: CancellationToken) -> Self {
-        Self { set: JoinSet::new(), token }
+        Self {
+            set: JoinSet::new(),
+            token,
+        }
     }
 
     /// Spawns `fut` under `name`.
@@ -97,9 +100,14 @@ impl Tasks {
                 match tokio::time::timeout(grace, self.set.join_next()).await {
                     Ok(n) => n,
                     Err(_) => {
-                        error!(remaining = self.set.len(), "tasks did not stop within the grace period; aborting them");
+                        error!(
+                            remaining = self.set.len(),
+                            "tasks did not stop within the grace period; aborting them"
+                        );
                         self.set.abort_all();
-                        first_err.get_or_insert_with(|| anyhow::anyhow!("tasks did not stop within {grace:?}"));
+                        first_err.get_or_insert_with(|| {
+                            anyhow::anyhow!("tasks did not stop within {grace:?}")
+                        });
                         while self.set.join_next().await.is_some() {}
                         break;
                     }
@@ -116,11 +124,16 @@ impl Tasks {
                 Ok((name, Ok(()))) if cancelled => info!(task = name, "task stopped"),
                 Ok((name, Ok(()))) => {
                     error!(task = name, "task exited unexpectedly; shutting down");
-                    first_err.get_or_insert_with(|| anyhow::anyhow!("task {name} exited unexpectedly"));
+                    first_err
+                        .get_or_insert_with(|| anyhow::anyhow!("task {name} exited unexpectedly"));
                     self.token.cancel();
                 }
                 Ok((name, Err(e))) => {
-                    error!(task = name, error = format!("{e:#}"), "task failed; shutting down");
+                    error!(
+                        task = name,
+                        error = format!("{e:#}"),
+                        "task failed; shutting down"
+                    );
                     first_err.get_or_insert_with(|| e.context(format!("task {name} failed")));
                     self.token.cancel();
                 }
@@ -152,7 +165,10 @@ mod tests {
             Ok(())
         });
         tasks.spawn("quits", async { Ok(()) });
-        let err = tasks.join(Duration::from_secs(5)).await.expect_err("must fail");
+        let err = tasks
+            .join(Duration::from_secs(5))
+            .await
+            .expect_err("must fail");
         assert!(err.to_string().contains("quits"), "{err}");
         assert!(token.is_cancelled());
     }
@@ -179,7 +195,13 @@ mod tests {
             Ok(())
         });
         token.cancel();
-        let err = tasks.join(Duration::from_millis(50)).await.expect_err("must fail");
-        assert!(err.to_string().contains("grace") || err.to_string().contains("within"), "{err}");
+        let err = tasks
+            .join(Duration::from_millis(50))
+            .await
+            .expect_err("must fail");
+        assert!(
+            err.to_string().contains("grace") || err.to_string().contains("within"),
+            "{err}"
+        );
     }
 }

@@ -45,6 +45,22 @@ pub enum ParseError {
     InvalidCommand(String),
 }
 
+impl ParseError {
+    /// A short, bounded label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::LineTooLong { .. } => "too_long",
+            Self::InvalidUtf8 { .. } => "invalid_utf8",
+            Self::TagsWithoutSpace => "tags_without_space",
+            Self::PrefixWithoutCommand => "prefix_without_command",
+            Self::EmptyPrefix => "empty_prefix",
+            Self::MissingCommand => "missing_command",
+            Self::InvalidCommand(_) => "invalid_command",
+        }
+    }
+}
+
 /// The source of a message: `nick!user@host`, or a server name (then only `nick` is set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Prefix<'a> {

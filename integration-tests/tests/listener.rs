@@ -1,0 +1,239 @@
+//! chat-listener against the real Kafka and registry and the Twitch simulator: every PRIVMSG the
+//! simulator sent is in Kafka exactly once by message id — across a forced RECONNECT and an
+//! abrupt socket drop — and two replicas split the channels without capturing one twice.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::Duration,
+};
+
+use integration_tests::{read_all, TestEnv};
+use rdkafka::producer::FutureRecord;
+use tci_common::{kafka, registry::AvroCodec};
+use tci_schemas::{ChatMessage, LiveStream};
+use tokio_util::sync::CancellationToken;
+use twitch_sim::{Sim, SimConfig};
+
+/// Publishes the simulator's live channels to the live-streams topic, as streamer-listener does.
+async fn publish_live(env: &TestEnv, sim: &Sim) -> anyhow::Result<usize> {
+    let codec = AvroCodec::new(&env.cfg.registry)?;
+    let topic = &env.cfg.topics.live_streams;
+    codec
+        .register_value_schema(topic, tci_schemas::LIVE_STREAM_AVSC)
+        .await?;
+    let producer = kafka::producer(&env.cfg.kafka, "it-live", &[])?;
+    let live = sim.live();
+    let now = tci_common::now_ms();
+    for ch in &live {
+        let rec = LiveStream {
+            broadcaster_id: ch.user_id.parse()?,
+            broadcaster_login: ch.user_login.clone(),
+            broadcaster_name: ch.user_name.clone(),
+            stream_id: ch.id.clone(),
+            observed_at: now,
+            poll_id: "it".into(),
+            ..LiveStream::default()
+        };
+        let payload = codec.encode(topic, &rec).await?;
+        let key = rec.broadcaster_id.to_string();
+        producer
+            .send(
+                FutureRecord::to(topic).key(&key).payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+    Ok(live.len())
+}
+
+fn listener_config(env: &TestEnv, sim: &Sim, group: &str) -> chat_listener::Config {
+    let mut cfg = chat_listener::Config::default();
+    cfg.common = env.cfg.clone();
+    cfg.irc.url = sim.irc_url();
+    cfg.irc.joins_per_window = 1000;
+    cfg.irc.channels_per_connection = 4; // several connections even for a few channels
+    cfg.irc.reconnect_min = Duration::from_millis(50);
+    cfg.irc.reconnect_max = Duration::from_millis(500);
+    cfg.channels.group_id = group.to_string();
+    cfg.channels.check_interval = Duration::from_millis(200);
+    cfg
+}
+
+/// Ids of every chat message on the topic now (with repeats).
+async fn ids_in_kafka(env: &TestEnv) -> anyhow::Result<Vec<String>> {
+    let codec = AvroCodec::new(&env.cfg.registry)?;
+    let records = read_all(&env.cfg, &env.cfg.topics.chat).await?;
+    let mut ids = Vec::with_capacity(records.len());
+    for (_, payload) in records {
+        let m: ChatMessage = codec.decode(Some(&payload)).await?;
+        ids.push(m.id);
+    }
+    Ok(ids)
+}
+
+fn sent_ids(sim: &Sim) -> BTreeSet<String> {
+    sim.sent(true)
+        .channels
+        .into_values()
+        .flat_map(|c| c.ids.unwrap_or_default())
+        .collect()
+}
+
+async fn wait_joined(sim: &Sim, connections: usize) {
+    for _ in 0..100 {
+        if sim.connections() >= connections && sim.sent(false).total > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_privmsg_reaches_kafka_exactly_once_across_reconnect_and_drop() -> anyhow::Result<()>
+{
+    let env = TestEnv::new("listener");
+    env.create_topics(3).await?;
+    let sim = Sim::start(SimConfig {
+        channels: 12,
+        rate: 400.0,
+        duplicate_probability: 0.02,
+        ..SimConfig::default()
+    })
+    .await?;
+    let channels = publish_live(&env, &sim).await?;
+    assert_eq!(channels, 12);
+
+    let token = CancellationToken::new();
+    let app = chat_listener::App::build(
+        listener_config(&env, &sim, &env.group("listener")),
+        token.clone(),
+    )
+    .await?;
+    let run = tokio::spawn(app.run());
+    wait_joined(&sim, 3).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The server asks every client to reconnect, then closes them.
+    sim.reconnect_all();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Abrupt drop (TCP reset, no close frame). Traffic is paused around it: bytes already in
+    // flight on a reset socket are lost for any client, ours or Twitch's own.
+    sim.pause();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sim.drop_all();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sim.resume();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sim.pause();
+    tokio::time::sleep(Duration::from_secs(2)).await; // let the listener drain
+
+    let sent = sent_ids(&sim);
+    let report = sim.sent(false);
+    assert!(
+        sent.len() > 500,
+        "the simulator sent too little to prove anything: {}",
+        sent.len()
+    );
+    assert!(
+        report.duplicates > 0,
+        "the simulator should have delivered some ids twice"
+    );
+
+    token.cancel();
+    run.await??;
+
+    let ids = ids_in_kafka(&env).await?;
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for id in &ids {
+        *counts.entry(id.as_str()).or_default() += 1;
+    }
+    let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(
+        repeated.is_empty(),
+        "ids published more than once: {repeated:?}"
+    );
+    let in_kafka: BTreeSet<String> = ids.into_iter().collect();
+    let missing: Vec<_> = sent.difference(&in_kafka).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} sent ids missing from Kafka, e.g. {missing:?}",
+        sent.difference(&in_kafka).count(),
+        sent.len()
+    );
+    let extra: Vec<_> = in_kafka.difference(&sent).take(5).collect();
+    assert!(
+        extra.is_empty(),
+        "ids in Kafka the simulator did not send: {extra:?}"
+    );
+    sim.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_split_the_channels_without_double_capture() -> anyhow::Result<()> {
+    let env = TestEnv::new("replicas");
+    env.create_topics(6).await?;
+    let sim = Sim::start(SimConfig {
+        channels: 24,
+        rate: 300.0,
+        ..SimConfig::default()
+    })
+    .await?;
+    publish_live(&env, &sim).await?;
+    let group = env.group("listener");
+
+    let token = CancellationToken::new();
+    let a = chat_listener::App::build(listener_config(&env, &sim, &group), token.clone()).await?;
+    let b = chat_listener::App::build(listener_config(&env, &sim, &group), token.clone()).await?;
+    let (owned_a, owned_b) = (a.owned_channels(), b.owned_channels());
+    let ra = tokio::spawn(a.run());
+    let rb = tokio::spawn(b.run());
+    // Let the group settle (both replicas assigned, parts/joins done), then count from zero.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (na, nb) = (
+        owned_a.load(std::sync::atomic::Ordering::Relaxed),
+        owned_b.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    assert_eq!(
+        na + nb,
+        24,
+        "every live channel owned by exactly one replica ({na} + {nb})"
+    );
+    assert!(na > 0 && nb > 0, "both replicas own channels ({na} + {nb})");
+    sim.pause();
+    tokio::time::sleep(Duration::from_secs(2)).await; // drained: nothing in flight
+    let before = ids_in_kafka(&env)
+        .await?
+        .into_iter()
+        .collect::<BTreeSet<_>>();
+    sim.reset_sent();
+    sim.resume();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    sim.pause();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = sent_ids(&sim);
+    assert!(sent.len() > 300, "too little traffic: {}", sent.len());
+    token.cancel();
+    ra.await??;
+    rb.await??;
+
+    let all = ids_in_kafka(&env).await?;
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for id in all.into_iter().filter(|id| !before.contains(id)) {
+        *counts.entry(id).or_default() += 1;
+    }
+    let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(twice.is_empty(), "captured by both replicas: {twice:?}");
+    let got: BTreeSet<String> = counts.into_keys().collect();
+    let missing = sent.difference(&got).count();
+    let extra = got.difference(&sent).count();
+    assert!(
+        missing == 0 && extra == 0,
+        "after the group settled Kafka must hold exactly what was sent: {} sent, {} in Kafka, {missing} missing, {extra} unexpected",
+        sent.len(),
+        got.len()
+    );
+    sim.shutdown().await?;
+    Ok(())
+}

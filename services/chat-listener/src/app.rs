@@ -1,0 +1,189 @@
+//! The chat-listener service: live-set consumer → connection pool → publisher.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use rdkafka::consumer::{Consumer, DefaultConsumerContext, StreamConsumer};
+use tci_common::{
+    admin::{self, Readiness},
+    kafka,
+    registry::AvroCodec,
+    retry::Backoff,
+    Tasks,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{channels, config::Config, pool, publish};
+
+/// A built chat-listener, ready to run.
+pub struct App {
+    cfg: Config,
+    token: CancellationToken,
+    readiness: Readiness,
+    admin_addr: SocketAddr,
+    admin: futures::future::BoxFuture<'static, anyhow::Result<()>>,
+    consumer: Arc<StreamConsumer>,
+    producer: rdkafka::producer::FutureProducer,
+    codec: AvroCodec,
+    owned: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl App {
+    /// Creates the clients and binds the admin server. Dependencies that are down do not fail
+    /// the build: the tasks retry them and `/readyz` says which is missing.
+    pub async fn build(cfg: Config, token: CancellationToken) -> anyhow::Result<Self> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let readiness = Readiness::new(&["kafka", "registry"]);
+        let (admin_addr, admin) =
+            admin::serve(&cfg.common.admin.addr, readiness.clone(), token.clone()).await?;
+        let consumer: StreamConsumer = kafka::consumer(
+            &cfg.common.kafka,
+            &cfg.channels.group_id,
+            "chat-listener",
+            DefaultConsumerContext,
+            // The live set is soft state rebuilt from the topic (see `channels`): no commits.
+            &[
+                ("enable.auto.commit", "false"),
+                ("auto.offset.reset", "latest"),
+            ],
+        )?;
+        consumer.subscribe(&[&cfg.common.topics.live_streams])?;
+        let producer = kafka::producer(
+            &cfg.common.kafka,
+            "chat-listener",
+            // Never time a message out while Kafka is down: the bounded queue backpressures.
+            &[("message.timeout.ms", "0")],
+        )?;
+        let codec = AvroCodec::new(&cfg.common.registry)?;
+        Ok(Self {
+            cfg,
+            token,
+            readiness,
+            admin_addr,
+            admin,
+            consumer: Arc::new(consumer),
+            producer,
+            codec,
+            owned: Arc::default(),
+        })
+    }
+
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// How many channels this replica owns right now (shared counter, for tests and status).
+    pub fn owned_channels(&self) -> Arc<std::sync::atomic::AtomicUsize> {
+        self.owned.clone()
+    }
+
+    /// Runs until the token is cancelled (then parts, drains the publisher and flushes).
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Self {
+            cfg,
+            token,
+            readiness,
+            admin_addr,
+            admin,
+            consumer,
+            producer,
+            codec,
+            owned,
+        } = self;
+        info!(%admin_addr, irc = %cfg.irc.url, topic = %cfg.common.topics.chat, "chat-listener starting");
+        let mut tasks = Tasks::new(token.clone());
+        tasks.spawn("admin", admin);
+
+        let (pool_tx, pool_rx) = mpsc::channel(4096);
+        let (out_tx, out_rx) = mpsc::channel(cfg.publish.queue.max(1));
+
+        // Registers the schemas (retrying while the registry is down), then publishes.
+        let (pc, topics, prod, cod, rd) = (
+            cfg.publish.clone(),
+            cfg.common.topics.clone(),
+            producer.clone(),
+            codec.clone(),
+            readiness.clone(),
+        );
+        let pub_token = token.clone();
+        tasks.spawn("publisher", async move {
+            let mut backoff = Backoff::default_for_dependencies();
+            for (topic, avsc) in [(&topics.chat, tci_schemas::CHAT_MESSAGE_AVSC), (&topics.moderation, tci_schemas::MODERATION_EVENT_AVSC)] {
+                loop {
+                    match cod.register_value_schema(topic, avsc).await {
+                        Ok(id) => {
+                            info!(topic = %topic, schema_id = id, "value schema registered");
+                            break;
+                        }
+                        Err(e) => {
+                            rd.set("registry", false, e.to_string());
+                            let d = backoff.next_delay();
+                            warn!(error = %e, retry_in = ?d, "schema registry unavailable; retrying");
+                            tokio::select! {
+                                _ = tokio::time::sleep(d) => {}
+                                _ = pub_token.cancelled() => return Ok(()),
+                            }
+                        }
+                    }
+                }
+            }
+            rd.set("registry", true, "schemas registered");
+            publish::run(pc, topics, prod, cod, out_rx).await
+        });
+
+        tasks.spawn(
+            "pool",
+            pool::run(cfg.irc.clone(), pool_rx, out_tx, token.clone()),
+        );
+        tasks.spawn(
+            "live-set",
+            channels::run(
+                cfg.channels.clone(),
+                cfg.common.topics.live_streams.clone(),
+                consumer.clone(),
+                codec.clone(),
+                pool_tx,
+                owned,
+                token.clone(),
+            ),
+        );
+
+        let probe_consumer = consumer.clone();
+        let (rd, probe_token) = (readiness.clone(), token.clone());
+        tasks.spawn("readiness", async move {
+            loop {
+                let c = probe_consumer.clone();
+                let ok = tokio::task::spawn_blocking(move || kafka::reachable(&c))
+                    .await
+                    .unwrap_or(false);
+                rd.set(
+                    "kafka",
+                    ok,
+                    if ok {
+                        "metadata ok"
+                    } else {
+                        "cannot fetch metadata"
+                    },
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = probe_token.cancelled() => return Ok(()),
+                }
+            }
+        });
+
+        let res = tasks.join(Duration::from_secs(30)).await;
+        // Whatever is still queued in librdkafka gets its chance before we exit.
+        let flushed = tokio::task::spawn_blocking(move || {
+            use rdkafka::producer::Producer;
+            producer.flush(Duration::from_secs(10))
+        })
+        .await;
+        if let Ok(Err(e)) = flushed {
+            warn!(error = %e, "producer flush at shutdown did not complete");
+        }
+        res
+    }
+}

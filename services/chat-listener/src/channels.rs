@@ -1,0 +1,324 @@
+//! Which channels this replica captures.
+//!
+//! chat-listener consumes the live-streams topic in its own consumer group. A replica owns the
+//! channels whose records arrive on the partitions assigned to it (records are keyed by
+//! broadcaster id), so replicas split the channels without capturing one twice; on a rebalance
+//! it parts what it lost and joins what it gained. A channel not seen live for `ttl` is parted.
+//!
+//! The live set is soft state rebuilt from the topic: offsets are never committed; whenever a
+//! partition is (re)assigned, the consumer seeks it back to `now - ttl`, so a restarted replica
+//! knows every live channel at once instead of waiting for the next Helix poll.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use rdkafka::{
+    consumer::{Consumer, StreamConsumer},
+    Message, Offset, TopicPartitionList,
+};
+use tci_common::registry::AvroCodec;
+use tci_schemas::LiveStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::{config::ChannelsConfig, metrics::M};
+
+/// A change to the set of joined channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolCmd {
+    Join(String),
+    Part(String),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    last_seen_ms: i64,
+    partition: i32,
+}
+
+/// The owned live channels (pure logic; the consumer loop feeds it).
+#[derive(Debug, Default)]
+pub struct LiveSet {
+    ttl_ms: i64,
+    channels: HashMap<String, Entry>,
+    assigned: HashSet<i32>,
+}
+
+impl LiveSet {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl_ms: ttl.as_millis() as i64,
+            ..Self::default()
+        }
+    }
+
+    /// Number of owned channels.
+    pub fn len(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// True when no channel is owned.
+    pub fn is_empty(&self) -> bool {
+        self.channels.is_empty()
+    }
+
+    /// True when `login` is owned.
+    pub fn contains(&self, login: &str) -> bool {
+        self.channels.contains_key(login)
+    }
+
+    /// A live-stream record from `partition`. Returns the login to join when it is new.
+    pub fn observe(
+        &mut self,
+        login: &str,
+        observed_at_ms: i64,
+        partition: i32,
+        now_ms: i64,
+    ) -> Option<String> {
+        if !self.assigned.contains(&partition)
+            || observed_at_ms < now_ms - self.ttl_ms
+            || login.is_empty()
+        {
+            return None;
+        }
+        let login = login.to_ascii_lowercase();
+        match self.channels.get_mut(&login) {
+            Some(e) => {
+                e.last_seen_ms = e.last_seen_ms.max(observed_at_ms);
+                e.partition = partition;
+                None
+            }
+            None => {
+                self.channels.insert(
+                    login.clone(),
+                    Entry {
+                        last_seen_ms: observed_at_ms,
+                        partition,
+                    },
+                );
+                Some(login)
+            }
+        }
+    }
+
+    /// Channels not seen live within the TTL: removed and returned (to part).
+    pub fn expire(&mut self, now_ms: i64) -> Vec<String> {
+        let cutoff = now_ms - self.ttl_ms;
+        let gone: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|(_, e)| e.last_seen_ms < cutoff)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for g in &gone {
+            self.channels.remove(g);
+        }
+        gone
+    }
+
+    /// Applies a new partition assignment: returns the partitions gained (to rewind) and the
+    /// channels of lost partitions (to part).
+    pub fn set_assignment(&mut self, now: HashSet<i32>) -> (Vec<i32>, Vec<String>) {
+        let mut gained: Vec<i32> = now.difference(&self.assigned).copied().collect();
+        gained.sort_unstable();
+        let lost: HashSet<i32> = self.assigned.difference(&now).copied().collect();
+        let parts: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|(_, e)| lost.contains(&e.partition))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for p in &parts {
+            self.channels.remove(p);
+        }
+        self.assigned = now;
+        (gained, parts)
+    }
+}
+
+/// Consumes the live-streams topic and sends joins/parts to the pool until `token` is cancelled.
+pub async fn run(
+    cfg: ChannelsConfig,
+    topic: String,
+    consumer: Arc<StreamConsumer>,
+    codec: AvroCodec,
+    pool: mpsc::Sender<PoolCmd>,
+    owned: Arc<std::sync::atomic::AtomicUsize>,
+    token: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut live = LiveSet::new(cfg.ttl);
+    let mut tick = tokio::time::interval(cfg.check_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut to_rewind: Vec<i32> = Vec::new();
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return Ok(()),
+            msg = consumer.recv() => {
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        warn!(error = %e, "live-streams consumer error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
+                M.live_records.inc();
+                let partition = msg.partition();
+                match codec.decode::<LiveStream>(msg.payload()).await {
+                    Ok(ls) => {
+                        if let Some(join) = live.observe(&ls.broadcaster_login, ls.observed_at, partition, tci_common::now_ms()) {
+                            debug!(channel = %join, broadcaster_id = ls.broadcaster_id, "channel is live: joining");
+                            if pool.send(PoolCmd::Join(join)).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        M.live_decode_errors.inc();
+                        warn!(error = %e, partition, offset = msg.offset(), "cannot decode a live-stream record; skipped");
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let assignment: HashSet<i32> = match consumer.assignment() {
+                    Ok(tpl) => tpl.elements().iter().filter(|e| e.topic() == topic).map(|e| e.partition()).collect(),
+                    Err(e) => {
+                        warn!(error = %e, "cannot read the consumer assignment");
+                        continue;
+                    }
+                };
+                let (gained, lost_channels) = live.set_assignment(assignment);
+                if !gained.is_empty() || !lost_channels.is_empty() {
+                    info!(gained = ?gained, parted = lost_channels.len(), "live-streams partitions rebalanced");
+                }
+                to_rewind.extend(gained);
+                if !to_rewind.is_empty() {
+                    to_rewind = rewind(&consumer, &topic, std::mem::take(&mut to_rewind), cfg.ttl).await;
+                }
+                let mut parts = lost_channels;
+                parts.extend(live.expire(tci_common::now_ms()));
+                for p in parts {
+                    if pool.send(PoolCmd::Part(p)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                M.owned_channels.set(live.len() as i64);
+                owned.store(live.len(), std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Seeks `partitions` back to `now - ttl`. Returns the partitions to retry later (a partition
+/// just assigned may not accept a seek until its fetcher has started).
+async fn rewind(
+    consumer: &Arc<StreamConsumer>,
+    topic: &str,
+    partitions: Vec<i32>,
+    ttl: Duration,
+) -> Vec<i32> {
+    let consumer = consumer.clone();
+    let topic = topic.to_string();
+    let since = tci_common::now_ms() - ttl.as_millis() as i64;
+    let res = tokio::task::spawn_blocking(move || -> Result<(), (Vec<i32>, String)> {
+        let mut tpl = TopicPartitionList::new();
+        for p in &partitions {
+            tpl.add_partition_offset(&topic, *p, Offset::Offset(since))
+                .map_err(|e| (partitions.clone(), e.to_string()))?;
+        }
+        let found = consumer
+            .offsets_for_times(tpl, Duration::from_secs(10))
+            .map_err(|e| (partitions.clone(), e.to_string()))?;
+        let mut seek = TopicPartitionList::new();
+        for el in found.elements() {
+            // No record at or after `since`: nothing to replay, continue from the end.
+            let off = match el.offset() {
+                Offset::Offset(o) if o >= 0 => Offset::Offset(o),
+                _ => Offset::End,
+            };
+            seek.add_partition_offset(el.topic(), el.partition(), off)
+                .map_err(|e| (partitions.clone(), e.to_string()))?;
+        }
+        let done = consumer
+            .seek_partitions(seek, Duration::from_secs(10))
+            .map_err(|e| (partitions.clone(), e.to_string()))?;
+        let failed: Vec<i32> = done
+            .elements()
+            .iter()
+            .filter(|e| e.error().is_err())
+            .map(|e| e.partition())
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err((failed, "seek refused".into()))
+        }
+    })
+    .await;
+    match res {
+        Ok(Ok(())) => Vec::new(),
+        Ok(Err((retry, why))) => {
+            debug!(partitions = ?retry, reason = %why, "rewinding live-streams partitions: will retry");
+            retry
+        }
+        Err(e) => {
+            warn!(error = %e, "rewind task failed");
+            Vec::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ps: &[i32]) -> HashSet<i32> {
+        ps.iter().copied().collect()
+    }
+
+    #[test]
+    fn joins_new_channels_once_and_parts_them_after_the_ttl() {
+        let mut l = LiveSet::new(Duration::from_secs(300));
+        l.set_assignment(set(&[0, 1]));
+        assert_eq!(
+            l.observe("Foo", 1_000_000, 0, 1_000_000),
+            Some("foo".into())
+        );
+        assert_eq!(l.observe("foo", 1_060_000, 0, 1_060_000), None);
+        assert!(
+            l.expire(1_300_000).is_empty(),
+            "seen at 1_060_000, ttl 300 s"
+        );
+        assert_eq!(l.expire(1_360_001), vec!["foo".to_string()]);
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn stale_records_and_foreign_partitions_are_ignored() {
+        let mut l = LiveSet::new(Duration::from_secs(300));
+        l.set_assignment(set(&[1]));
+        assert_eq!(l.observe("a", 0, 1, 1_000_000), None, "older than the TTL");
+        assert_eq!(
+            l.observe("b", 999_000, 2, 1_000_000),
+            None,
+            "partition not ours"
+        );
+        assert_eq!(l.observe("c", 999_000, 1, 1_000_000), Some("c".into()));
+    }
+
+    #[test]
+    fn a_rebalance_parts_the_channels_of_lost_partitions_only() {
+        let mut l = LiveSet::new(Duration::from_secs(300));
+        l.set_assignment(set(&[0, 1]));
+        l.observe("a", 10, 0, 10);
+        l.observe("b", 10, 1, 10);
+        let (gained, parted) = l.set_assignment(set(&[1, 2]));
+        assert_eq!(gained, vec![2]);
+        assert_eq!(parted, vec!["a".to_string()]);
+        assert!(l.contains("b") && !l.contains("a"));
+    }
+}

@@ -1,0 +1,112 @@
+//! chat-listener configuration (see `config/tci.sample.toml`).
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use tci_common::CommonConfig;
+
+/// Everything chat-listener reads from configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Config {
+    #[serde(flatten)]
+    pub common: CommonConfig,
+    pub irc: IrcConfig,
+    pub channels: ChannelsConfig,
+    pub publish: PublishConfig,
+}
+
+/// The chat connections.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IrcConfig {
+    /// IRC-over-WebSocket endpoint (`wss://` uses rustls with the web PKI roots).
+    pub url: String,
+    /// Login; anonymous `justinfanNNNNN` when absent.
+    pub nick: Option<String>,
+    /// `oauth:…` token for a logged-in connection; anonymous when absent.
+    #[serde(skip_serializing)]
+    pub token: Option<SecretString>,
+    /// Channels per WebSocket connection.
+    pub channels_per_connection: usize,
+    /// JOINs allowed per `join_window` across the whole process (Twitch: 20 per 10 s).
+    pub joins_per_window: u32,
+    #[serde(with = "humantime_serde")]
+    pub join_window: Duration,
+    /// How often we PING the server when it is quiet.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// A connection whose PONG does not come within this is dropped and reconnected.
+    #[serde(with = "humantime_serde")]
+    pub pong_timeout: Duration,
+    /// Reconnect backoff: first delay and cap (full jitter in between).
+    #[serde(with = "humantime_serde")]
+    pub reconnect_min: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
+}
+
+impl Default for IrcConfig {
+    fn default() -> Self {
+        Self {
+            url: "wss://irc-ws.chat.twitch.tv:443".into(),
+            nick: None,
+            token: None,
+            channels_per_connection: 90,
+            joins_per_window: 20,
+            join_window: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(60),
+            pong_timeout: Duration::from_secs(10),
+            reconnect_min: Duration::from_millis(250),
+            reconnect_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Which channels to be in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChannelsConfig {
+    /// Consumer group on the live-streams topic; replicas in one group split the channels.
+    pub group_id: String,
+    /// A channel not seen live for this long is parted (the original used 5 minutes).
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// How often expiry and ownership are checked.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+}
+
+impl Default for ChannelsConfig {
+    fn default() -> Self {
+        Self {
+            group_id: "chat-listener".into(),
+            ttl: Duration::from_secs(300),
+            check_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Publishing to Kafka.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PublishConfig {
+    /// Records buffered between the connections and the producer. When full, connections stop
+    /// reading their sockets (backpressure) instead of dropping.
+    pub queue: usize,
+    /// Records handed to the producer and not yet acknowledged.
+    pub max_in_flight: usize,
+    /// How many recent message ids are remembered to drop Twitch's duplicate deliveries.
+    pub dedupe_window: usize,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        Self {
+            queue: 10_000,
+            max_in_flight: 20_000,
+            dedupe_window: 200_000,
+        }
+    }
+}

@@ -32,12 +32,26 @@ fn sample(broadcaster_id: i64, n: i64) -> ChatMessage {
         reply_parent_msg_body: Some("@cakebud figure it out".into()),
         reply_thread_parent_msg_id: None,
         reply_thread_parent_user_login: None,
-        emotes: Some(vec![Emote { id: "emotesv2_a4".into(), positions: vec![EmotePosition { start: 12, end: 17 }] }]),
-        room: Room { name: "sneakylol".into(), is_followers_only: true, room_id: broadcaster_id.to_string(), ..Room::default() },
+        emotes: Some(vec![Emote {
+            id: "emotesv2_a4".into(),
+            positions: vec![EmotePosition { start: 12, end: 17 }],
+        }]),
+        room: Room {
+            name: "sneakylol".into(),
+            is_followers_only: true,
+            room_id: broadcaster_id.to_string(),
+            ..Room::default()
+        },
         user: User {
             name: "cakebud".into(),
-            badge_info: Some(vec![Badge { name: "subscriber".into(), version: "38".into() }]),
-            badges: Some(vec![Badge { name: "vip".into(), version: "1".into() }]),
+            badge_info: Some(vec![Badge {
+                name: "subscriber".into(),
+                version: "38".into(),
+            }]),
+            badges: Some(vec![Badge {
+                name: "vip".into(),
+                version: "1".into(),
+            }]),
             color: Some("#FF69B4".into()),
             display_name: "CakeBud".into(),
             subscriber: true,
@@ -45,7 +59,10 @@ fn sample(broadcaster_id: i64, n: i64) -> ChatMessage {
             vip: true,
             ..User::default()
         },
-        raw_tags: vec![Tag { key: "id".into(), value: format!("{n}") }],
+        raw_tags: vec![Tag {
+            key: "id".into(),
+            value: format!("{n}"),
+        }],
     }
 }
 
@@ -59,24 +76,37 @@ async fn avro_record_round_trips_through_registry_kafka_and_cassandra() -> anyho
 
     // Register and produce.
     let codec = AvroCodec::new(&env.cfg.registry)?;
-    let schema_id = codec.register_value_schema(&topic, tci_schemas::CHAT_MESSAGE_AVSC).await?;
+    let schema_id = codec
+        .register_value_schema(&topic, tci_schemas::CHAT_MESSAGE_AVSC)
+        .await?;
     assert!(schema_id > 0);
     let producer = kafka::producer(&env.cfg.kafka, "it-foundation", &[])?;
     let sent: Vec<ChatMessage> = (0..5).map(|n| sample(24538518, n)).collect();
     for m in &sent {
         let payload = codec.encode(&topic, m).await?;
         assert_eq!(payload[0], 0, "Confluent magic byte");
-        assert_eq!(u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]), schema_id);
+        assert_eq!(
+            u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]),
+            schema_id
+        );
         let key = m.broadcaster_id.to_string();
         producer
-            .send(FutureRecord::to(&topic).key(&key).payload(&payload), Duration::from_secs(10))
+            .send(
+                FutureRecord::to(&topic).key(&key).payload(&payload),
+                Duration::from_secs(10),
+            )
             .await
             .map_err(|(e, _)| e)?;
     }
 
     // Consume in a group, write to Cassandra, store the offset only after the write.
-    let consumer: StreamConsumer =
-        kafka::consumer(&env.cfg.kafka, &env.group("ingest"), "it", rdkafka::consumer::DefaultConsumerContext, &[])?;
+    let consumer: StreamConsumer = kafka::consumer(
+        &env.cfg.kafka,
+        &env.group("ingest"),
+        "it",
+        rdkafka::consumer::DefaultConsumerContext,
+        &[],
+    )?;
     consumer.subscribe(&[&topic])?;
     let insert = session
         .prepare(format!(
@@ -91,7 +121,17 @@ async fn avro_record_round_trips_through_registry_kafka_and_cassandra() -> anyho
             .ok_or_else(|| anyhow::anyhow!("stream ended"))??;
         let m: ChatMessage = codec.decode(msg.payload()).await?;
         session
-            .execute_unpaged(&insert, (m.broadcaster_id, m.bucket(), m.sent_timestamp, &m.id, m.user_id(), m.to_spec_json()))
+            .execute_unpaged(
+                &insert,
+                (
+                    m.broadcaster_id,
+                    m.bucket(),
+                    m.sent_timestamp,
+                    &m.id,
+                    m.user_id(),
+                    m.to_spec_json(),
+                ),
+            )
             .await?;
         consumer.store_offset_from_message(&msg)?;
         received.push(m);
@@ -113,7 +153,15 @@ async fn avro_record_round_trips_through_registry_kafka_and_cassandra() -> anyho
             .await?
             .into_rows_result()?
             .single_row::<(i64, String, Option<i64>, String)>()?;
-        assert_eq!(row, (m.sent_timestamp, m.id.clone(), Some(94880631), m.to_spec_json()));
+        assert_eq!(
+            row,
+            (
+                m.sent_timestamp,
+                m.id.clone(),
+                Some(94880631),
+                m.to_spec_json()
+            )
+        );
         let parsed: serde_json::Value = serde_json::from_str(&row.3)?;
         assert_eq!(parsed["text"], m.text);
         assert_eq!(parsed["user"]["badge_info"]["subscriber"], "38");
@@ -127,8 +175,12 @@ async fn registry_refuses_an_incompatible_schema_change() -> anyhow::Result<()> 
     let env = TestEnv::new("compat");
     let admin = RegistryAdmin::new(&env.cfg.registry)?;
     let subject = format!("{}-value", env.cfg.topics.chat);
-    admin.register(&subject, tci_schemas::CHAT_MESSAGE_AVSC).await?;
-    admin.set_subject_compatibility(&subject, "BACKWARD").await?;
+    admin
+        .register(&subject, tci_schemas::CHAT_MESSAGE_AVSC)
+        .await?;
+    admin
+        .set_subject_compatibility(&subject, "BACKWARD")
+        .await?;
 
     // A new required field without a default cannot read old records: BACKWARD refuses it.
     let mut schema: serde_json::Value = serde_json::from_str(tci_schemas::CHAT_MESSAGE_AVSC)?;
@@ -136,11 +188,19 @@ async fn registry_refuses_an_incompatible_schema_change() -> anyhow::Result<()> 
         .as_array_mut()
         .ok_or_else(|| anyhow::anyhow!("fields"))?
         .push(serde_json::json!({"name": "channel_points", "type": "long"}));
-    let err = admin.register(&subject, &schema.to_string()).await.expect_err("must be refused");
-    assert!(matches!(err, RegistryError::Refused { status: 409, .. }), "{err}");
+    let err = admin
+        .register(&subject, &schema.to_string())
+        .await
+        .expect_err("must be refused");
+    assert!(
+        matches!(err, RegistryError::Refused { status: 409, .. }),
+        "{err}"
+    );
 
     // The same field with a default is a compatible evolution.
-    let fields = schema["fields"].as_array_mut().ok_or_else(|| anyhow::anyhow!("fields"))?;
+    let fields = schema["fields"]
+        .as_array_mut()
+        .ok_or_else(|| anyhow::anyhow!("fields"))?;
     if let Some(last) = fields.last_mut() {
         last["default"] = serde_json::json!(0);
     }

@@ -1,1 +1,201 @@
-//! streamer-ingestion
+//! # streamer-ingestion
+//!
+//! Consumer group `streamer-ingestion` on the live-streams topic. Every [`tci_schemas::LiveStream`]
+//! record upserts the `streamers` row of its channel, in batches (flushed on size or linger), and
+//! the offsets are stored only after the write (at-least-once). The writes are idempotent and
+//! order-independent thanks to write timestamps (see [`timestamps`]): `first_seen` is the
+//! earliest observation ever and never moves; `last_seen_live` is the latest and never goes back,
+//! even when old records are replayed. Records that do not decode go to the dead-letter topic
+//! with the reason; consumption goes on.
+//!
+//! ```text
+//!  live-streams ──► consume.rs (decode, batch) ──► store.rs (2 prepared UPDATEs per channel)
+//!                        │ undecodable                      │ then
+//!                        ▼                                  ▼
+//!                   dead-letter topic               store offsets → auto-commit
+//! ```
+
+pub mod consume;
+pub mod metrics;
+pub mod store;
+pub mod timestamps;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use serde::{Deserialize, Serialize};
+use tci_common::{
+    admin, cassandra, kafka, registry::AvroCodec, registry::RegistryAdmin, CommonConfig, Tasks,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use metrics::Stats;
+
+/// Configuration: the shared sections plus `[ingest]`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Config {
+    #[serde(flatten)]
+    pub common: CommonConfig,
+    pub ingest: IngestConfig,
+}
+
+/// Batching and the consumer group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IngestConfig {
+    pub group_id: String,
+    /// Flush when this many records are pending…
+    pub batch_size: usize,
+    /// …or this long after the first pending record arrived.
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+    /// Channels written to Cassandra at once.
+    pub write_concurrency: usize,
+    /// Time allowed to flush and commit after shutdown was requested.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            group_id: "streamer-ingestion".into(),
+            batch_size: 1000,
+            linger: Duration::from_millis(500),
+            write_concurrency: 64,
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// The service.
+pub struct App {
+    ingestor: Arc<consume::Ingestor>,
+    token: CancellationToken,
+    readiness: admin::Readiness,
+    registry: RegistryAdmin,
+    admin_addr: SocketAddr,
+    admin: futures::future::BoxFuture<'static, anyhow::Result<()>>,
+    grace: Duration,
+}
+
+impl App {
+    /// Connects to Cassandra (retrying until it answers or `token` is cancelled), prepares the
+    /// statements (the migrations must have been applied: `tci migrate`), subscribes the group
+    /// and binds the admin server.
+    pub async fn build(cfg: Config, token: CancellationToken) -> anyhow::Result<Self> {
+        if cfg.ingest.batch_size == 0 || cfg.ingest.write_concurrency == 0 {
+            anyhow::bail!("ingest.batch_size and ingest.write_concurrency must be > 0");
+        }
+        std::sync::LazyLock::force(&metrics::METRICS);
+        let readiness = admin::Readiness::new(&["kafka", "cassandra", "registry"]);
+        let session = cassandra::connect(&cfg.common.cassandra, &token).await?;
+        readiness.set("cassandra", true, "connected");
+        let store = store::StreamerStore::new(
+            session,
+            &cfg.common.cassandra.keyspace,
+            cfg.ingest.write_concurrency,
+        )
+        .await
+        .context("is the keyspace migrated? (tci migrate)")?;
+        let codec = AvroCodec::new(&cfg.common.registry)?;
+        let registry = RegistryAdmin::new(&cfg.common.registry)?;
+        let topics = &cfg.common.topics;
+        let producer = kafka::producer(&cfg.common.kafka, "streamer-ingestion-dlq", &[])?;
+        let dlq =
+            kafka::DeadLetter::new(producer, topics.dead_letter.clone(), "streamer-ingestion");
+        let consumer: StreamConsumer = kafka::consumer(
+            &cfg.common.kafka,
+            &cfg.ingest.group_id,
+            "streamer-ingestion",
+            rdkafka::consumer::DefaultConsumerContext,
+            &[],
+        )?;
+        consumer
+            .subscribe(&[&topics.live_streams])
+            .with_context(|| format!("subscribing to {}", topics.live_streams))?;
+        let (admin_addr, admin) =
+            admin::serve(&cfg.common.admin.addr, readiness.clone(), token.clone()).await?;
+        info!(%admin_addr, group = %cfg.ingest.group_id, topic = %topics.live_streams, "streamer-ingestion built");
+        let ingestor = Arc::new(consume::Ingestor {
+            consumer: Arc::new(consumer),
+            codec,
+            dlq,
+            store: Arc::new(store),
+            topic: topics.live_streams.clone(),
+            settings: consume::BatchSettings {
+                batch_size: cfg.ingest.batch_size,
+                linger: cfg.ingest.linger,
+            },
+            stats: Arc::new(Stats::default()),
+        });
+        Ok(Self {
+            ingestor,
+            token,
+            readiness,
+            registry,
+            admin_addr,
+            admin,
+            grace: cfg.ingest.shutdown_grace,
+        })
+    }
+
+    /// The bound admin address (`/healthz`, `/readyz`, `/metrics`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Per-instance counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.ingestor.stats.clone()
+    }
+
+    /// Runs until the token is cancelled, then flushes, commits and returns.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Self {
+            ingestor,
+            token,
+            readiness,
+            registry,
+            admin_addr: _,
+            admin,
+            grace,
+        } = self;
+        let mut tasks = Tasks::new(token.clone());
+        tasks.spawn("admin", admin);
+        let (i, t) = (ingestor.clone(), token.clone());
+        tasks.spawn("ingest", async move { i.run(t).await });
+        let (i, t, r) = (ingestor, token.clone(), readiness);
+        tasks.spawn("health", async move {
+            loop {
+                let ok = cassandra::reachable(i.store.session()).await;
+                r.set("cassandra", ok, if ok { "answered" } else { "no answer" });
+                let c = i.consumer.clone();
+                let ok = tokio::task::spawn_blocking(move || kafka::reachable(&c))
+                    .await
+                    .unwrap_or(false);
+                r.set(
+                    "kafka",
+                    ok,
+                    if ok {
+                        "metadata fetched"
+                    } else {
+                        "metadata fetch failed"
+                    },
+                );
+                match registry.subjects().await {
+                    Ok(_) => r.set("registry", true, "answered"),
+                    Err(e) => r.set("registry", false, e.to_string()),
+                }
+                tokio::select! {
+                    _ = t.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                }
+            }
+        });
+        tasks.join(grace).await
+    }
+}

@@ -32,7 +32,7 @@ else
   export TCI__TWITCH__HELIX_URL="http://$SIM_HELIX"
   export TCI__TWITCH__CLIENT_ID=sim-client-id
   export TCI__TWITCH__CLIENT_SECRET=sim-client-secret
-  export TCI__TWITCH__POLL_INTERVAL=${TCI__TWITCH__POLL_INTERVAL:-15s}
+  export TCI__POLL__INTERVAL=${TCI__POLL__INTERVAL:-15s}
   export TCI__IRC__URL="ws://$SIM_IRC"
 fi
 export TCI__LOG__FORMAT=json

@@ -57,7 +57,7 @@ start_one() {
   [ -x "$BIN/$name" ] || { say "ERROR: $BIN/$name is not built (run: make build)"; exit 1; }
   local args=()
   case $name in
-    twitch-sim) args=(--irc-addr "$SIM_IRC" --helix-addr "$SIM_HELIX" --channels "${TCI_SIM_CHANNELS:-200}" --rate "${TCI_SIM_RATE:-200}") ;;
+    twitch-sim) args=(--irc-addr "$SIM_IRC" --helix-addr "$SIM_HELIX" --channels "${TCI_SIM_CHANNELS:-50}" --rate "${TCI_SIM_RATE:-500}") ;;
     chat-listener|chat-ingestor) args=(run) ;;
   esac
   TCI__ADMIN__ADDR="127.0.0.1:$port" setsid "$BIN/$name" "${args[@]}" >>"$LOGS/$name.log" 2>&1 </dev/null &

@@ -1,1 +1,254 @@
-//! chat-ingestor
+//! chat-ingestor: consumes the chat and moderation topics and writes them to Cassandra.
+//!
+//! - Batched: records are grouped by Cassandra partition and written with prepared statements,
+//!   unlogged batches only within one partition, bounded concurrency ([`writer`]).
+//! - At-least-once: an offset is stored only after every record before it in its partition is
+//!   durable ([`offsets`], [`pipeline`]); a crash loses nothing, it re-reads.
+//! - Idempotent: every primary key contains the message (or event) id, so a re-read or a
+//!   duplicate delivery rewrites the same row.
+//! - Poison records go to the dead-letter topic; Cassandra or registry outages pause consumption
+//!   and retry, never dead-letter.
+//! - [`backfill`]: replays a time range of the topics into Cassandra with the same writer,
+//!   without touching the live consumer group.
+
+pub mod backfill;
+pub mod bench;
+pub mod decode;
+pub mod metrics;
+pub mod offsets;
+pub mod pipeline;
+pub mod writer;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use serde::{Deserialize, Serialize};
+use tci_common::{admin, cassandra, kafka, registry::AvroCodec, CommonConfig, Tasks};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::{
+    pipeline::{IngestContext, Pipeline, Settings, Shared},
+    writer::{Writer, WriterSettings},
+};
+
+/// Service configuration: the common sections plus `[ingest]`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Config {
+    #[serde(flatten)]
+    pub common: CommonConfig,
+    pub ingest: IngestConfig,
+}
+
+/// `[ingest]`: batching, concurrency, timeouts (`TCI__INGEST__BATCH_SIZE=…`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IngestConfig {
+    /// Consumer group of the live service.
+    pub group_id: String,
+    /// A batch is flushed when it holds this many records…
+    pub batch_size: usize,
+    /// …or when its first record has waited this long.
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
+    /// Batches being written at once (reading stops while all are busy).
+    pub max_in_flight_batches: usize,
+    /// Cassandra statements/batches in flight at once.
+    pub max_in_flight_writes: usize,
+    /// Rows per single-partition unlogged batch.
+    pub max_rows_per_batch: usize,
+    /// How long a revocation may wait for the revoked partitions' records to be written.
+    #[serde(with = "humantime_serde")]
+    pub rebalance_drain_timeout: Duration,
+    /// How long shutdown may wait for the last flushes.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Write retries: first delay…
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    /// …and cap.
+    #[serde(with = "humantime_serde")]
+    pub retry_cap: Duration,
+    /// Backfill: Kafka record timestamps may differ from sent timestamps by up to this much.
+    #[serde(with = "humantime_serde")]
+    pub backfill_slack: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            group_id: "chat-ingestor".into(),
+            batch_size: 1000,
+            linger: Duration::from_millis(50),
+            max_in_flight_batches: 4,
+            max_in_flight_writes: 64,
+            max_rows_per_batch: 50,
+            rebalance_drain_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(20),
+            retry_base: Duration::from_millis(100),
+            retry_cap: Duration::from_secs(5),
+            backfill_slack: Duration::from_secs(300),
+        }
+    }
+}
+
+impl IngestConfig {
+    pub(crate) fn writer_settings(&self) -> WriterSettings {
+        WriterSettings {
+            max_rows_per_batch: self.max_rows_per_batch,
+            max_in_flight: self.max_in_flight_writes,
+            retry_base: self.retry_base,
+            retry_cap: self.retry_cap,
+        }
+    }
+
+    pub(crate) fn pipeline_settings(&self, live: bool) -> Settings {
+        Settings {
+            batch_size: self.batch_size.max(1),
+            linger: self.linger,
+            max_in_flight_batches: self.max_in_flight_batches,
+            max_rows_per_batch: self.max_rows_per_batch,
+            rebalance_drain_timeout: self.rebalance_drain_timeout,
+            shutdown_grace: self.shutdown_grace,
+            live,
+        }
+    }
+}
+
+/// Connects to Cassandra (retrying until `token` is cancelled) and prepares the writer.
+pub(crate) async fn connect_writer(
+    cfg: &Config,
+    token: &CancellationToken,
+) -> anyhow::Result<Arc<Writer>> {
+    let session = cassandra::connect(&cfg.common.cassandra, token).await?;
+    let writer = Writer::prepare(
+        Arc::new(session),
+        &cfg.common.cassandra.keyspace,
+        cfg.ingest.writer_settings(),
+    )
+    .await
+    .context("preparing statements (are the migrations applied? `tci migrate`)")?;
+    Ok(Arc::new(writer))
+}
+
+/// The live service.
+pub struct App {
+    pipeline: Pipeline,
+    admin_addr: SocketAddr,
+    admin_listener: std::net::TcpListener,
+    readiness: admin::Readiness,
+    token: CancellationToken,
+    grace: Duration,
+}
+
+impl App {
+    /// Connects to Cassandra, the registry and Kafka, subscribes the group, binds the admin
+    /// server.
+    pub async fn build(cfg: Config, token: CancellationToken) -> anyhow::Result<Self> {
+        let readiness = admin::Readiness::new(&["kafka", "cassandra", "registry"]);
+        let codec = AvroCodec::new(&cfg.common.registry)?;
+        let writer = connect_writer(&cfg, &token).await?;
+        readiness.set("cassandra", true, "connected");
+        readiness.set("registry", true, "not used yet");
+        let topics = &cfg.common.topics;
+        let shared = Shared::new(
+            writer,
+            cfg.ingest.pipeline_settings(true),
+            &topics.chat,
+            &topics.moderation,
+        );
+        let producer = kafka::producer(&cfg.common.kafka, "chat-ingestor-dlq", &[])?;
+        let dlq = kafka::DeadLetter::new(producer, topics.dead_letter.clone(), "chat-ingestor");
+        let consumer: StreamConsumer<IngestContext> = kafka::consumer(
+            &cfg.common.kafka,
+            &cfg.ingest.group_id,
+            "chat-ingestor",
+            IngestContext::new(shared.clone()),
+            &[("statistics.interval.ms", "5000")],
+        )?;
+        consumer
+            .subscribe(&[&topics.chat, &topics.moderation])
+            .with_context(|| format!("subscribing to {} and {}", topics.chat, topics.moderation))?;
+        let consumer = Arc::new(consumer);
+        readiness.set(
+            "kafka",
+            kafka::reachable(&consumer),
+            "metadata fetched at start",
+        );
+        // The port is reserved here (so `admin_addr` is known early) and served in `run`.
+        let admin_listener = std::net::TcpListener::bind(&cfg.common.admin.addr)
+            .with_context(|| format!("admin server: cannot listen on {}", cfg.common.admin.addr))?;
+        let admin_addr = admin_listener.local_addr()?;
+        info!(%admin_addr, group = %cfg.ingest.group_id, chat = %topics.chat, moderation = %topics.moderation, "chat-ingestor ready");
+        let pipeline = Pipeline::new(
+            shared,
+            consumer,
+            codec,
+            dlq,
+            token.clone(),
+            Some(readiness.clone()),
+            None,
+        );
+        Ok(Self {
+            pipeline,
+            admin_addr,
+            admin_listener,
+            readiness,
+            token,
+            grace: cfg.ingest.shutdown_grace + Duration::from_secs(10),
+        })
+    }
+
+    /// The bound admin address (`/healthz`, `/readyz`, `/metrics`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Runs until the token is cancelled, then flushes, commits and returns.
+    pub async fn run(self) -> anyhow::Result<()> {
+        drop(self.admin_listener);
+        let mut tasks = Tasks::new(self.token.clone());
+        tasks.spawn(
+            "admin",
+            admin_future(
+                self.admin_addr.to_string(),
+                self.readiness.clone(),
+                self.token.clone(),
+            ),
+        );
+        let pipeline = self.pipeline;
+        tasks.spawn("ingest", async move { pipeline.run().await.map(drop) });
+        tasks.join(self.grace).await
+    }
+}
+
+type BoxFut = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
+
+/// The admin server, run on a thread of its own with a single-threaded runtime: warp's serving
+/// future does not prove `Send` under the compiler's higher-ranked inference, and a thread needs
+/// no `Send` future. The returned future ends when the server does (token cancelled).
+fn admin_future(addr: String, readiness: admin::Readiness, token: CancellationToken) -> BoxFut {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("admin".into())
+        .spawn(move || {
+            let res = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(async move {
+                    let (_, fut) = admin::serve(&addr, readiness, token).await?;
+                    fut.await
+                }),
+                Err(e) => Err(anyhow::anyhow!("admin runtime: {e}")),
+            };
+            let _ = tx.send(res);
+        });
+    Box::pin(async move {
+        spawned.context("spawning the admin thread")?;
+        rx.await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("admin thread ended without a result")))
+    })
+}

@@ -137,8 +137,7 @@ pub(crate) async fn connect_writer(
 pub struct App {
     pipeline: Pipeline,
     admin_addr: SocketAddr,
-    admin_listener: std::net::TcpListener,
-    readiness: admin::Readiness,
+    admin: futures::future::BoxFuture<'static, anyhow::Result<()>>,
     token: CancellationToken,
     grace: Duration,
 }
@@ -177,10 +176,8 @@ impl App {
             kafka::reachable(&consumer),
             "metadata fetched at start",
         );
-        // The port is reserved here (so `admin_addr` is known early) and served in `run`.
-        let admin_listener = std::net::TcpListener::bind(&cfg.common.admin.addr)
-            .with_context(|| format!("admin server: cannot listen on {}", cfg.common.admin.addr))?;
-        let admin_addr = admin_listener.local_addr()?;
+        let (admin_addr, admin) =
+            admin::serve(&cfg.common.admin.addr, readiness.clone(), token.clone()).await?;
         info!(%admin_addr, group = %cfg.ingest.group_id, chat = %topics.chat, moderation = %topics.moderation, "chat-ingestor ready");
         let pipeline = Pipeline::new(
             shared,
@@ -194,8 +191,7 @@ impl App {
         Ok(Self {
             pipeline,
             admin_addr,
-            admin_listener,
-            readiness,
+            admin,
             token,
             grace: cfg.ingest.shutdown_grace + Duration::from_secs(10),
         })
@@ -208,47 +204,10 @@ impl App {
 
     /// Runs until the token is cancelled, then flushes, commits and returns.
     pub async fn run(self) -> anyhow::Result<()> {
-        drop(self.admin_listener);
         let mut tasks = Tasks::new(self.token.clone());
-        tasks.spawn(
-            "admin",
-            admin_future(
-                self.admin_addr.to_string(),
-                self.readiness.clone(),
-                self.token.clone(),
-            ),
-        );
+        tasks.spawn("admin", self.admin);
         let pipeline = self.pipeline;
         tasks.spawn("ingest", async move { pipeline.run().await.map(drop) });
         tasks.join(self.grace).await
     }
-}
-
-type BoxFut = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
-
-/// The admin server, run on a thread of its own with a single-threaded runtime: warp's serving
-/// future does not prove `Send` under the compiler's higher-ranked inference, and a thread needs
-/// no `Send` future. The returned future ends when the server does (token cancelled).
-fn admin_future(addr: String, readiness: admin::Readiness, token: CancellationToken) -> BoxFut {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let spawned = std::thread::Builder::new()
-        .name("admin".into())
-        .spawn(move || {
-            let res = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt.block_on(async move {
-                    let (_, fut) = admin::serve(&addr, readiness, token).await?;
-                    fut.await
-                }),
-                Err(e) => Err(anyhow::anyhow!("admin runtime: {e}")),
-            };
-            let _ = tx.send(res);
-        });
-    Box::pin(async move {
-        spawned.context("spawning the admin thread")?;
-        rx.await
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("admin thread ended without a result")))
-    })
 }

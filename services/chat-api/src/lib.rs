@@ -22,14 +22,13 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use secrecy::ExposeSecret;
-use tci_common::{admin, cassandra, admin::Readiness, retry::Backoff, Tasks};
+use tci_common::{admin, admin::Readiness, cassandra, retry::Backoff, Tasks};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use crate::config::Config;
 use crate::{cursor::CursorCodec, http::ApiState, store::cassandra::Db};
-
 
 /// A built, not yet running, chat API.
 pub struct App {
@@ -38,7 +37,7 @@ pub struct App {
     http_listener: tokio::net::TcpListener,
     http_addr: SocketAddr,
     admin_addr: SocketAddr,
-    admin: tokio::sync::oneshot::Receiver<anyhow::Result<()>>,
+    admin: futures::future::BoxFuture<'static, anyhow::Result<()>>,
     state: Arc<ApiState>,
     readiness: Readiness,
 }
@@ -55,15 +54,18 @@ impl App {
             }
         };
         let readiness = Readiness::new(&["cassandra"]);
-        let (admin_addr, admin) = start_admin(&cfg.common.admin.addr, readiness.clone(), token.clone()).await?;
-        let http_listener =
-            listen(&cfg.http.addr).await.with_context(|| format!("http.addr: cannot listen on {}", cfg.http.addr))?;
+        let (admin_addr, admin) =
+            admin::serve(&cfg.common.admin.addr, readiness.clone(), token.clone()).await?;
+        let http_listener = listen(&cfg.http.addr)
+            .await
+            .with_context(|| format!("http.addr: cannot listen on {}", cfg.http.addr))?;
         let http_addr = http_listener.local_addr()?;
         let state = Arc::new(ApiState {
             db: Arc::new(OnceCell::new()),
             codec: CursorCodec::new(&secret),
             query: cfg.query.clone(),
-            live_window_ms: i64::try_from(cfg.streamers.live_window.as_millis()).unwrap_or(i64::MAX),
+            live_window_ms: i64::try_from(cfg.streamers.live_window.as_millis())
+                .unwrap_or(i64::MAX),
         });
         match connect(&cfg).await {
             Ok(db) => {
@@ -71,12 +73,24 @@ impl App {
                 readiness.set("cassandra", true, "connected");
             }
             Err(e) => {
-                warn!(error = format!("{e:#}"), "Cassandra not available at start; answering 503 until it is");
+                warn!(
+                    error = format!("{e:#}"),
+                    "Cassandra not available at start; answering 503 until it is"
+                );
                 readiness.set("cassandra", false, format!("{e:#}"));
             }
         }
         info!(http = %http_addr, admin = %admin_addr, keyspace = %cfg.common.cassandra.keyspace, "chat-api built");
-        Ok(Self { cfg, token, http_listener, http_addr, admin_addr, admin, state, readiness })
+        Ok(Self {
+            cfg,
+            token,
+            http_listener,
+            http_addr,
+            admin_addr,
+            admin,
+            state,
+            readiness,
+        })
     }
 
     /// Address of the public API.
@@ -91,19 +105,35 @@ impl App {
 
     /// Serves until the token is cancelled; in-flight requests get `http.shutdown_grace`.
     pub async fn run(self) -> anyhow::Result<()> {
-        let Self { cfg, token, http_listener, admin, state, readiness, .. } = self;
+        let Self {
+            cfg,
+            token,
+            http_listener,
+            admin,
+            state,
+            readiness,
+            ..
+        } = self;
         let mut tasks = Tasks::new(token.clone());
-        tasks.spawn("admin", async move { admin.await.context("the admin server thread ended")? });
+        tasks.spawn("admin", admin);
         let routes = http::routes(state.clone());
         let t = token.clone();
         tasks.spawn("http", async move {
-            warp::serve(routes).incoming(http_listener).graceful(t.cancelled_owned()).run().await;
+            warp::serve(routes)
+                .incoming(http_listener)
+                .graceful(t.cancelled_owned())
+                .run()
+                .await;
             Ok(())
         });
         let t = token.clone();
         let c = cfg.clone();
-        tasks.spawn("cassandra", async move { keep_connected(c, state.db.clone(), readiness, t).await });
-        tasks.join(cfg.http.shutdown_grace + Duration::from_secs(1)).await
+        tasks.spawn("cassandra", async move {
+            keep_connected(c, state.db.clone(), readiness, t).await
+        });
+        tasks
+            .join(cfg.http.shutdown_grace + Duration::from_secs(1))
+            .await
     }
 }
 
@@ -111,48 +141,19 @@ impl App {
 /// without it, the small last segment of a page waits for the client's delayed ACK (Nagle),
 /// adding up to 40 ms to a response.
 async fn listen(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    let sa = tokio::net::lookup_host(addr).await?.next().context("the address resolves to nothing")?;
-    let socket = if sa.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    let sa = tokio::net::lookup_host(addr)
+        .await?
+        .next()
+        .context("the address resolves to nothing")?;
+    let socket = if sa.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.set_nodelay(true)?;
     socket.bind(sa)?;
     Ok(socket.listen(1024)?)
-}
-
-/// Runs `tci_common::admin::serve` on its own thread and single-threaded runtime. Two reasons:
-/// its future cannot be proven `Send` by rustc (a higher-ranked lifetime in its `&str` reply),
-/// so it cannot be `tokio::spawn`ed; and the admin endpoints stay responsive when the API's
-/// runtime is saturated. Returns the bound address and a receiver of the server's outcome.
-async fn start_admin(
-    addr: &str,
-    readiness: Readiness,
-    token: CancellationToken,
-) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Receiver<anyhow::Result<()>>)> {
-    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let addr = addr.to_string();
-    std::thread::Builder::new().name("admin".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                let _ = addr_tx.send(Err(anyhow::anyhow!("admin runtime: {e}")));
-                return;
-            }
-        };
-        rt.block_on(async move {
-            match admin::serve(&addr, readiness, token).await {
-                Ok((bound, fut)) => {
-                    let _ = addr_tx.send(Ok(bound));
-                    let _ = done_tx.send(fut.await);
-                }
-                Err(e) => {
-                    let _ = addr_tx.send(Err(e));
-                }
-            }
-        });
-    })?;
-    let bound = addr_rx.await.context("the admin server thread ended before binding")??;
-    Ok((bound, done_rx))
 }
 
 async fn connect(cfg: &Config) -> anyhow::Result<Db> {
@@ -176,7 +177,11 @@ async fn keep_connected(
                     ok = d.ping() => ok,
                     _ = token.cancelled() => return Ok(()),
                 };
-                readiness.set("cassandra", ok, if ok { "reachable" } else { "not answering" });
+                readiness.set(
+                    "cassandra",
+                    ok,
+                    if ok { "reachable" } else { "not answering" },
+                );
                 cfg.query.readiness_interval
             }
             None => {

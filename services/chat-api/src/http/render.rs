@@ -1,0 +1,190 @@
+//! Response bodies. The JSON shape, key order and 2-space indentation are those of the original
+//! service's sample (`{"cursor": …, "messages": [{"broadcaster_id", "message", "message_id",
+//! "timestamp"}]}`), with `cursor` present only when another page may exist.
+
+use serde::Serialize;
+use warp::{
+    http::{HeaderValue, StatusCode},
+    reply::Response,
+};
+
+use super::super::{params::QueryPairs, store::ChatRow, store::StreamerRow};
+
+#[derive(Serialize)]
+struct MessageOut<'a> {
+    broadcaster_id: i64,
+    message: &'a str,
+    message_id: &'a str,
+    timestamp: i64,
+}
+
+#[derive(Serialize)]
+struct ChatBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cursor: Option<&'a str>,
+    messages: Vec<MessageOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct StreamerOut<'a> {
+    broadcaster_id: i64,
+    login: Option<&'a str>,
+    display_name: Option<&'a str>,
+    first_seen: Option<String>,
+    last_seen_live: Option<String>,
+    live: bool,
+    title: Option<&'a str>,
+    game_name: Option<&'a str>,
+    language: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct StreamersBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cursor: Option<&'a str>,
+    streamers: Vec<StreamerOut<'a>>,
+}
+
+fn messages(broadcaster_id: i64, rows: &[ChatRow]) -> Vec<MessageOut<'_>> {
+    rows.iter()
+        .map(|r| MessageOut {
+            broadcaster_id,
+            message: &r.message,
+            message_id: &r.message_id,
+            timestamp: r.sent_ts,
+        })
+        .collect()
+}
+
+fn json_response<T: Serialize>(body: &T) -> Response {
+    match serde_json::to_vec_pretty(body) {
+        Ok(mut bytes) => {
+            bytes.push(b'\n');
+            let mut r = Response::new(bytes.into());
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/json"));
+            r
+        }
+        // Serializing strings and integers cannot fail; answer a plain 500 if it ever does.
+        Err(_) => {
+            let mut r = Response::new("{\"error\": {\"code\": \"internal_error\", \"message\": \"cannot encode the response\"}}\n".into());
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        }
+    }
+}
+
+/// The chat page as JSON.
+pub fn chat_json(broadcaster_id: i64, rows: &[ChatRow], cursor: Option<&str>) -> Response {
+    json_response(&ChatBody {
+        cursor,
+        messages: messages(broadcaster_id, rows),
+    })
+}
+
+#[cfg(test)]
+fn chat_json_bytes(broadcaster_id: i64, rows: &[ChatRow], cursor: Option<&str>) -> Vec<u8> {
+    let mut v = serde_json::to_vec_pretty(&ChatBody {
+        cursor,
+        messages: messages(broadcaster_id, rows),
+    })
+    .expect("json");
+    v.push(b'\n');
+    v
+}
+
+/// The chat page as NDJSON: one message object per line. The cursor is in `X-Cursor` and in a
+/// `Link: <next page URL>; rel="next"` header.
+pub fn chat_ndjson(
+    broadcaster_id: i64,
+    rows: &[ChatRow],
+    cursor: Option<&str>,
+    path: &str,
+    q: &QueryPairs,
+) -> Response {
+    let mut body = Vec::with_capacity(rows.len() * 700);
+    for m in messages(broadcaster_id, rows) {
+        // Cannot fail for strings and integers; a failed line is skipped rather than corrupted.
+        if serde_json::to_writer(&mut body, &m).is_ok() {
+            body.push(b'\n');
+        }
+    }
+    let mut r = Response::new(body.into());
+    let h = r.headers_mut();
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    if let Some(c) = cursor {
+        let mut next = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in q.pairs().iter().filter(|(k, _)| k != "after") {
+            next.append_pair(k, v);
+        }
+        next.append_pair("after", c);
+        if let Ok(v) = HeaderValue::from_str(c) {
+            h.insert("x-cursor", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("<{path}?{}>; rel=\"next\"", next.finish())) {
+            h.insert("link", v);
+        }
+    }
+    r
+}
+
+/// ISO 8601 UTC with milliseconds.
+pub fn iso8601(ms: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+}
+
+/// The streamer list as JSON.
+pub fn streamers_json(
+    rows: &[StreamerRow],
+    cursor: Option<&str>,
+    is_live: impl Fn(&StreamerRow) -> bool,
+) -> Response {
+    let streamers = rows
+        .iter()
+        .map(|r| StreamerOut {
+            broadcaster_id: r.broadcaster_id,
+            login: r.login.as_deref(),
+            display_name: r.display_name.as_deref(),
+            first_seen: r.first_seen.and_then(iso8601),
+            last_seen_live: r.last_seen_live.and_then(iso8601),
+            live: is_live(r),
+            title: r.title.as_deref(),
+            game_name: r.game_name.as_deref(),
+            language: r.language.as_deref(),
+        })
+        .collect();
+    json_response(&StreamersBody { cursor, streamers })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_shape_byte_for_byte() {
+        let rows = vec![ChatRow {
+            sent_ts: 1706408359963,
+            message_id: "0a232bf9-2e6a-4bd4-85e3-c9800b68fedb".into(),
+            message: "{\"text\": \"hi\"}".into(),
+        }];
+        let r = chat_json(24538518, &rows, Some("abc"));
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let body = String::from_utf8(chat_json_bytes(24538518, &rows, Some("abc"))).expect("utf8");
+        let expected = "{\n  \"cursor\": \"abc\",\n  \"messages\": [\n    {\n      \"broadcaster_id\": 24538518,\n      \"message\": \"{\\\"text\\\": \\\"hi\\\"}\",\n      \"message_id\": \"0a232bf9-2e6a-4bd4-85e3-c9800b68fedb\",\n      \"timestamp\": 1706408359963\n    }\n  ]\n}\n";
+        assert_eq!(body, expected);
+        let last = String::from_utf8(chat_json_bytes(1, &[], None)).expect("utf8");
+        assert_eq!(last, "{\n  \"messages\": []\n}\n");
+    }
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(
+            iso8601(1706408359963).as_deref(),
+            Some("2024-01-28T02:19:19.963Z")
+        );
+    }
+}

@@ -16,7 +16,11 @@ pub struct PyJson {
 impl PyJson {
     /// A writer with room for `cap` bytes.
     pub fn with_capacity(cap: usize) -> Self {
-        Self { out: String::with_capacity(cap), stack: Vec::with_capacity(4), after_key: false }
+        Self {
+            out: String::with_capacity(cap),
+            stack: Vec::with_capacity(4),
+            after_key: false,
+        }
     }
 
     /// The document written so far.

@@ -26,10 +26,22 @@ pub const MODERATION_EVENT_AVSC: &str = include_str!("../avro/moderation_event.a
 /// Each file holds statements separated by `;` and uses `{keyspace}` and `{replication}`
 /// placeholders that the migration runner fills from configuration.
 pub const CQL_MIGRATIONS: &[(&str, &str)] = &[
-    ("0001_keyspace.cql", include_str!("../cql/0001_keyspace.cql")),
-    ("0002_chat_messages.cql", include_str!("../cql/0002_chat_messages.cql")),
-    ("0003_streamers.cql", include_str!("../cql/0003_streamers.cql")),
-    ("0004_moderation.cql", include_str!("../cql/0004_moderation.cql")),
+    (
+        "0001_keyspace.cql",
+        include_str!("../cql/0001_keyspace.cql"),
+    ),
+    (
+        "0002_chat_messages.cql",
+        include_str!("../cql/0002_chat_messages.cql"),
+    ),
+    (
+        "0003_streamers.cql",
+        include_str!("../cql/0003_streamers.cql"),
+    ),
+    (
+        "0004_moderation.cql",
+        include_str!("../cql/0004_moderation.cql"),
+    ),
 ];
 
 /// Width of one chat partition ("bucket") in milliseconds: five minutes.
@@ -204,13 +216,20 @@ impl ChatMessage {
         j.key("is_me").bool(self.is_me);
         j.key("bits").int(i64::from(self.bits));
         j.key("sent_timestamp").int(self.sent_timestamp);
-        j.key("reply_parent_msg_id").opt_string(self.reply_parent_msg_id.as_deref());
-        j.key("reply_parent_user_id").opt_string(self.reply_parent_user_id.as_deref());
-        j.key("reply_parent_user_login").opt_string(self.reply_parent_user_login.as_deref());
-        j.key("reply_parent_display_name").opt_string(self.reply_parent_display_name.as_deref());
-        j.key("reply_parent_msg_body").opt_string(self.reply_parent_msg_body.as_deref());
-        j.key("reply_thread_parent_msg_id").opt_string(self.reply_thread_parent_msg_id.as_deref());
-        j.key("reply_thread_parent_user_login").opt_string(self.reply_thread_parent_user_login.as_deref());
+        j.key("reply_parent_msg_id")
+            .opt_string(self.reply_parent_msg_id.as_deref());
+        j.key("reply_parent_user_id")
+            .opt_string(self.reply_parent_user_id.as_deref());
+        j.key("reply_parent_user_login")
+            .opt_string(self.reply_parent_user_login.as_deref());
+        j.key("reply_parent_display_name")
+            .opt_string(self.reply_parent_display_name.as_deref());
+        j.key("reply_parent_msg_body")
+            .opt_string(self.reply_parent_msg_body.as_deref());
+        j.key("reply_thread_parent_msg_id")
+            .opt_string(self.reply_thread_parent_msg_id.as_deref());
+        j.key("reply_thread_parent_user_login")
+            .opt_string(self.reply_thread_parent_user_login.as_deref());
         j.key("emotes");
         match &self.emotes {
             None => j.null(),
@@ -237,7 +256,8 @@ impl ChatMessage {
         j.key("is_subs_only").bool(r.is_subs_only);
         j.key("is_followers_only").bool(r.is_followers_only);
         j.key("is_unique_only").bool(r.is_unique_only);
-        j.key("follower_only_delay").int(i64::from(r.follower_only_delay));
+        j.key("follower_only_delay")
+            .int(i64::from(r.follower_only_delay));
         j.key("room_id").string(&r.room_id);
         j.key("slow").int(i64::from(r.slow));
         j.end_object();

@@ -3,7 +3,8 @@ use super::*;
 use apache_avro::{from_value, to_value, Schema};
 
 fn spec_sample() -> serde_json::Value {
-    serde_json::from_str(include_str!("../tests/fixtures/spec_sample_response.json")).expect("fixture")
+    serde_json::from_str(include_str!("../tests/fixtures/spec_sample_response.json"))
+        .expect("fixture")
 }
 
 /// The first message of the spec's sample response, as our record.
@@ -28,13 +29,19 @@ pub(crate) fn sample_one() -> ChatMessage {
         },
         user: User {
             name: "cutie_amelka".into(),
-            badges: Some(vec![Badge { name: "premium".into(), version: "1".into() }]),
+            badges: Some(vec![Badge {
+                name: "premium".into(),
+                version: "1".into(),
+            }]),
             color: Some("#8A2BE2".into()),
             display_name: "Cutie_amelka".into(),
             id: "212750661".into(),
             ..User::default()
         },
-        raw_tags: vec![Tag { key: "id".into(), value: "0a232bf9-2e6a-4bd4-85e3-c9800b68fedb".into() }],
+        raw_tags: vec![Tag {
+            key: "id".into(),
+            value: "0a232bf9-2e6a-4bd4-85e3-c9800b68fedb".into(),
+        }],
         ..ChatMessage::default()
     }
 }
@@ -42,14 +49,18 @@ pub(crate) fn sample_one() -> ChatMessage {
 #[test]
 fn spec_json_matches_the_spec_sample_byte_for_byte() {
     let doc = spec_sample();
-    let expected = doc["messages"][0]["message"].as_str().expect("message string");
+    let expected = doc["messages"][0]["message"]
+        .as_str()
+        .expect("message string");
     assert_eq!(sample_one().to_spec_json(), expected);
 }
 
 #[test]
 fn spec_json_of_a_reply_matches_the_sample_except_the_unescaped_body() {
     let doc = spec_sample();
-    let expected = doc["messages"][1]["message"].as_str().expect("message string");
+    let expected = doc["messages"][1]["message"]
+        .as_str()
+        .expect("message string");
     let m = ChatMessage {
         broadcaster_id: 24538518,
         id: "435c1723-5d6f-4aee-927d-6f9f50889e0f".into(),
@@ -66,10 +77,19 @@ fn spec_json_of_a_reply_matches_the_sample_except_the_unescaped_body() {
         room: sample_one().room,
         user: User {
             name: "cakebud".into(),
-            badge_info: Some(vec![Badge { name: "subscriber".into(), version: "38".into() }]),
+            badge_info: Some(vec![Badge {
+                name: "subscriber".into(),
+                version: "38".into(),
+            }]),
             badges: Some(vec![
-                Badge { name: "vip".into(), version: "1".into() },
-                Badge { name: "subscriber".into(), version: "36".into() },
+                Badge {
+                    name: "vip".into(),
+                    version: "1".into(),
+                },
+                Badge {
+                    name: "subscriber".into(),
+                    version: "36".into(),
+                },
             ]),
             color: Some("#FF69B4".into()),
             display_name: "CakeBud".into(),
@@ -94,7 +114,10 @@ fn spec_json_escapes_like_python_ensure_ascii() {
     let mut m = sample_one();
     m.text = "héllo \"q\" \\ \u{1F600}\n\u{7f}".into();
     let json = m.to_spec_json();
-    assert!(json.starts_with(r#"{"text": "h\u00e9llo \"q\" \\ \ud83d\ude00\n\u007f", "#), "{json}");
+    assert!(
+        json.starts_with(r#"{"text": "h\u00e9llo \"q\" \\ \ud83d\ude00\n\u007f", "#),
+        "{json}"
+    );
     let back: serde_json::Value = serde_json::from_str(&json).expect("valid json");
     assert_eq!(back["text"], m.text);
 }
@@ -106,7 +129,10 @@ fn avro_schemas_parse_and_records_round_trip() {
     }
     let schema = Schema::parse_str(CHAT_MESSAGE_AVSC).expect("schema");
     let m = sample_one();
-    let value = to_value(&m).expect("to value").resolve(&schema).expect("resolves");
+    let value = to_value(&m)
+        .expect("to value")
+        .resolve(&schema)
+        .expect("resolves");
     let bytes = apache_avro::to_avro_datum(&schema, value).expect("encode");
     let back_value = apache_avro::from_avro_datum(&schema, &mut &bytes[..], None).expect("decode");
     let back: ChatMessage = from_value(&back_value).expect("from value");
@@ -126,12 +152,21 @@ fn avro_schemas_parse_and_records_round_trip() {
         msg_id: None,
         text: Some("bad words".into()),
         system_msg: None,
-        raw_tags: vec![ModTag { key: "k".into(), value: "v".into() }],
+        raw_tags: vec![ModTag {
+            key: "k".into(),
+            value: "v".into(),
+        }],
     };
-    let value = to_value(&ev).expect("to value").resolve(&schema).expect("resolves");
+    let value = to_value(&ev)
+        .expect("to value")
+        .resolve(&schema)
+        .expect("resolves");
     let bytes = apache_avro::to_avro_datum(&schema, value).expect("encode");
     let back_value = apache_avro::from_avro_datum(&schema, &mut &bytes[..], None).expect("decode");
-    assert_eq!(from_value::<ModerationEvent>(&back_value).expect("from value"), ev);
+    assert_eq!(
+        from_value::<ModerationEvent>(&back_value).expect("from value"),
+        ev
+    );
 }
 
 #[test]

@@ -76,8 +76,12 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(&cfg.common.log);
     let c = &cfg.common;
     match cli.cmd {
-        Cmd::Topics { cmd: TopicsCmd::Apply { replication_factor } } => topics(c, replication_factor).await,
-        Cmd::Schemas { cmd: SchemasCmd::Register } => schemas(c).await,
+        Cmd::Topics {
+            cmd: TopicsCmd::Apply { replication_factor },
+        } => topics(c, replication_factor).await,
+        Cmd::Schemas {
+            cmd: SchemasCmd::Register,
+        } => schemas(c).await,
         Cmd::Migrate => migrate(c).await,
         Cmd::Setup { replication_factor } => {
             topics(c, replication_factor).await?;
@@ -108,7 +112,9 @@ async fn schemas(c: &CommonConfig) -> anyhow::Result<()> {
     ] {
         let subject = format!("{topic}-value");
         let id = admin.register(&subject, avsc).await?;
-        admin.set_subject_compatibility(&subject, "BACKWARD").await?;
+        admin
+            .set_subject_compatibility(&subject, "BACKWARD")
+            .await?;
         println!("schema {subject}: id {id}, compatibility BACKWARD");
     }
     Ok(())

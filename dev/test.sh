@@ -14,6 +14,8 @@ STACK="$ROOT/dev/stack.sh"
 
 step() { printf '\n==> %s\n' "$*"; }
 t0=$SECONDS
+RESULTS=$(mktemp)
+trap 'rm -f "$RESULTS"' EXIT
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -25,7 +27,7 @@ step "build every binary (the integration tests run them)"
 cargo build --workspace --bins
 
 step "unit tests"
-cargo test --workspace --exclude integration-tests
+cargo test --workspace --exclude integration-tests 2>&1 | tee -a "$RESULTS"
 
 step "Helm chart: lint and render"
 HELM=$(command -v helm || echo "$HOME/go/bin/helm")
@@ -46,11 +48,14 @@ if "$STACK" probe >/dev/null 2>&1; then
 else
   step "starting the stack for the integration tests (stopped again afterwards)"
   started_here=1
-  trap '"$STACK" stop' EXIT
+  trap '"$STACK" stop; rm -f "$RESULTS"' EXIT
   "$STACK" start
 fi
 
 step "integration tests (real Kafka, Cassandra, schema registry)"
-cargo test -p integration-tests -- --test-threads="${TCI_IT_THREADS:-3}"
+cargo test -p integration-tests -- --test-threads="${TCI_IT_THREADS:-3}" 2>&1 | tee -a "$RESULTS"
 
-step "all tests passed in $((SECONDS - t0))s"
+step "all checks passed in $((SECONDS - t0))s"
+# One closing line for CI and humans: the totals of every cargo test run above.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$RESULTS"

@@ -44,8 +44,7 @@ fn must<T>(r: prometheus::Result<T>, name: &str) -> T {
     }
 }
 
-/// Registers a metric, or returns the already-registered one of the same name (so building an
-/// app twice in one process, as tests do, works).
+/// Registers a metric in the default registry.
 fn register<C: prometheus::core::Collector + Clone + 'static>(c: C, name: &str) -> C {
     match prometheus::default_registry().register(Box::new(c.clone())) {
         Ok(()) | Err(prometheus::Error::AlreadyReg) => c,
@@ -53,9 +52,9 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(c: C, name: &str) 
     }
 }
 
-// Note: on AlreadyReg the returned collector is a fresh one that is not exported; to keep one
-// instance per name, metric structs are built once per process (see `Lazy`-style statics in the
-// services). The helpers below are used from those statics.
+// Services keep their metrics in a `LazyLock` static, so each name is registered once per
+// process. Should a name be registered twice anyway (a programming error), the second instance
+// works but is not exported; `AlreadyReg` is tolerated rather than crashing a running service.
 
 /// A counter `name` (must end in `_total`).
 pub fn counter(name: &str, help: &str) -> IntCounter {

@@ -55,6 +55,10 @@ fi
 step "integration tests (real Kafka, Cassandra, schema registry)"
 cargo test -p integration-tests -- --test-threads="${TCI_IT_THREADS:-3}" 2>&1 | tee -a "$RESULTS"
 
+if [ "$started_here" = 1 ]; then
+  "$STACK" stop
+  trap 'rm -f "$RESULTS"' EXIT
+fi
 step "all checks passed in $((SECONDS - t0))s"
 # One closing line for CI and humans: the totals of every cargo test run above.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

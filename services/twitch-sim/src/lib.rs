@@ -22,6 +22,7 @@
 //! sim.shutdown().await
 //! # }
 //! ```
+#![recursion_limit = "256"] // warp's nested filter types need it in release builds
 
 pub mod config;
 mod helix;

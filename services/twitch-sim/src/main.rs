@@ -1,4 +1,5 @@
 //! `twitch-sim` binary: parses flags into a [`SimConfig`] and runs the library.
+#![recursion_limit = "256"] // warp's nested filter types need it in release builds
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

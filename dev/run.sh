@@ -108,8 +108,9 @@ cmd_status() {
   for s in "${SERVICES[@]}"; do
     set -- $s
     if alive "$1"; then
-      local ready
-      ready=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$2/readyz" 2>/dev/null || true)
+      local ready url="http://127.0.0.1:$2/readyz"
+      [ "$1" = twitch-sim ] && url="http://$SIM_HELIX/sim/stats"   # the simulator's own status
+      ready=$(curl -s -o /dev/null -w '%{http_code}' "$url" 2>/dev/null || true)
       printf '%-20s up (pid %s)  readyz=%s  admin=http://127.0.0.1:%s\n' "$1" "$(pid_of "$1")" "$ready" "$2"
     else
       printf '%-20s down\n' "$1"

@@ -222,9 +222,15 @@ start_registry() {
   check_port_free registry "$REGISTRY_PORT"
   local dir="$STACK_DIR/lib/apicurio-$APICURIO_VERSION" java_bin
   java_bin=$(registry_java)
-  # In-memory storage (the default); ccompat API at /apis/ccompat/v7.
+  # Storage: H2 in a file under $DATA, so schema ids survive a restart of the stack just like the
+  # Kafka records that carry them (in-memory storage would re-number schemas after a restart and
+  # leave the retained records undecodable). Confluent-compatible API at /apis/ccompat/v7.
+  mkdir -p "$DATA/registry"
   launch registry env QUARKUS_HTTP_HOST=127.0.0.1 QUARKUS_HTTP_PORT="$REGISTRY_PORT" \
     QUARKUS_LOG_CONSOLE_JSON=false APICURIO_CCOMPAT_LEGACY_ID_MODE_ENABLED=true \
+    APICURIO_STORAGE_KIND=sql APICURIO_STORAGE_SQL_KIND=h2 \
+    APICURIO_DATASOURCE_URL="jdbc:h2:file:$DATA/registry/registry;DB_CLOSE_ON_EXIT=FALSE" \
+    APICURIO_DATASOURCE_USERNAME=sa APICURIO_DATASOURCE_PASSWORD=sa \
     "$java_bin" -Xms256m -Xmx768m -XX:+UseG1GC -jar "$dir/quarkus-run.jar"
   wait_until registry 120 registry_ready
 }

@@ -36,6 +36,12 @@ else
   export TCI__IRC__URL="ws://$SIM_IRC"
 fi
 export TCI__LOG__FORMAT=json
+# chat-api signs cursors with this key; one per local stack, kept across restarts.
+if [ -z "${TCI__CURSOR__SECRET:-}" ]; then
+  [ -s "$RUN/cursor.secret" ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RUN/cursor.secret"
+  TCI__CURSOR__SECRET=$(cat "$RUN/cursor.secret")
+  export TCI__CURSOR__SECRET
+fi
 
 # name  admin-port  extra args
 SERVICES=(

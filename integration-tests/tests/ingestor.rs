@@ -278,11 +278,25 @@ async fn kill_9_mid_stream_then_restart_loses_and_duplicates_nothing() -> anyhow
     let mut first = spawn_binary(&env, &cfg)?;
     let f = feed.clone();
     let producing = tokio::spawn(async move { f.stream(0, 12_000, 1_500).await });
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Kill once the ingestor is demonstrably mid-stream: some rows written, the stream not over.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while ids_in_cassandra(&session, &ks).await?.is_empty()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     first.start_kill()?; // SIGKILL
     first.wait().await?;
     let at_kill = ids_in_cassandra(&session, &ks).await?.len();
     eprintln!("killed with -9 after {at_kill} rows were written");
+    assert!(
+        at_kill > 0,
+        "the ingestor wrote nothing before the kill: the test would prove nothing"
+    );
+    assert!(
+        !producing.is_finished() || at_kill < 12_000,
+        "the kill came after everything was written"
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut second = spawn_binary(&env, &cfg)?;
     let ids = producing.await??;

@@ -190,11 +190,22 @@ async fn two_replicas_split_the_channels_without_double_capture() -> anyhow::Res
     let ra = tokio::spawn(a.run());
     let rb = tokio::spawn(b.run());
     // Let the group settle (both replicas assigned, parts/joins done), then count from zero.
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let (na, nb) = (
-        owned_a.load(std::sync::atomic::Ordering::Relaxed),
-        owned_b.load(std::sync::atomic::Ordering::Relaxed),
-    );
+    let owned = || {
+        (
+            owned_a.load(std::sync::atomic::Ordering::Relaxed),
+            owned_b.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
+        let (na, nb) = owned();
+        if na + nb == 24 && na > 0 && nb > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await; // joins sent, parts of moved channels done
+    let (na, nb) = owned();
     assert_eq!(
         na + nb,
         24,

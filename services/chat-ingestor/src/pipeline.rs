@@ -32,8 +32,9 @@ use std::{
 
 use rdkafka::{
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
-    error::KafkaResult,
+    error::{KafkaError, KafkaResult},
     message::{BorrowedMessage, Message, OwnedMessage},
+    types::RDKafkaErrorCode,
     ClientContext, Offset, Statistics, TopicPartitionList,
 };
 use tci_common::{admin::Readiness, kafka::DeadLetter, registry::AvroCodec, retry::Backoff};
@@ -208,7 +209,7 @@ impl Shared {
                     if let Record::Chat(m) = r {
                         METRICS
                             .end_to_end_lag
-                            .observe((now - m.sent_timestamp).max(0) as f64 / 1000.0);
+                            .observe(now.saturating_sub(m.sent_timestamp).max(0) as f64 / 1000.0);
                     }
                 }
             }
@@ -294,9 +295,11 @@ impl Shared {
 fn commit<C: Consumer<IngestContext>>(c: &C) {
     match c.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => METRICS.commits.with_label_values(&["ok"]).inc(),
+        // "No offset stored" (nothing new since the last commit) is the common, harmless case.
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
         Err(e) => {
-            // "No offset stored" is the common, harmless case.
-            debug!(error = %e, "synchronous commit");
+            METRICS.commits.with_label_values(&["error"]).inc();
+            warn!(error = %e, "synchronous offset commit failed; the next owner re-reads from the last committed offset (rows are idempotent)");
         }
     }
 }
@@ -450,6 +453,11 @@ impl Pipeline {
                 }
                 _ = tick.tick() => {
                     self.on_tick().await;
+                    // Records re-decoded after a registry outage land in the buffer here: a
+                    // non-empty buffer always has a linger deadline.
+                    if linger_at.is_none() && !self.shared.lock().buffer.is_empty() {
+                        linger_at = Some(Instant::now() + settings.linger);
+                    }
                     if let Some(p) = &progress {
                         p.update(&self.shared.counts);
                     }
@@ -534,8 +542,9 @@ impl Pipeline {
             }
             Err(e) => {
                 let reason = format!("{}: {e}", e.kind());
-                self.dead_letter(m, e.kind(), &reason).await;
-                self.shared.complete(&[&ticket]);
+                if self.dead_letter(m, e.kind(), &reason).await {
+                    self.shared.complete(&[&ticket]);
+                }
             }
         }
     }
@@ -571,8 +580,11 @@ impl Pipeline {
     }
 
     /// Sends a poison record to the dead-letter topic; retries (the only failure is Kafka
-    /// itself being unavailable) until acknowledged or shutdown.
-    async fn dead_letter<M: Message>(&mut self, m: &M, kind: &'static str, reason: &str) {
+    /// itself being unavailable) until acknowledged or shutdown. Returns true once Kafka has
+    /// the record; false on shutdown, when the caller must NOT complete its offset (the record
+    /// is read again by the next owner).
+    #[must_use]
+    async fn dead_letter<M: Message>(&mut self, m: &M, kind: &'static str, reason: &str) -> bool {
         let mut backoff = Backoff::default_for_dependencies();
         loop {
             match self.dlq.send(m, reason).await {
@@ -582,7 +594,11 @@ impl Pipeline {
                     warn!(error = %e, retry_in = ?delay, "dead-letter publish failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {},
-                        _ = self.token.cancelled() => return,
+                        _ = self.token.cancelled() => {
+                            warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(),
+                                "shutdown before a poison record reached the dead-letter topic; its offset is not committed");
+                            return false;
+                        }
                     }
                 }
             }
@@ -607,6 +623,7 @@ impl Pipeline {
                 "undecodable record dead-lettered (logged at most every 5 s)"
             );
         }
+        true
     }
 
     async fn on_tick(&mut self) {
@@ -623,8 +640,9 @@ impl Pipeline {
                     }
                     Err(e) => {
                         let reason = format!("{}: {e}", e.kind());
-                        self.dead_letter(&m, e.kind(), &reason).await;
-                        self.shared.complete(&[&ticket]);
+                        if self.dead_letter(&m, e.kind(), &reason).await {
+                            self.shared.complete(&[&ticket]);
+                        }
                     }
                 }
             }

@@ -143,7 +143,7 @@ pub fn plan<'a>(records: impl IntoIterator<Item = &'a Record>, max_rows_per_batc
                 if e.kind == ModerationKind::ClearMsg {
                     if let Some(target) = e.target_message_id.as_deref().filter(|t| !t.is_empty()) {
                         let reason = deletion_reason(e);
-                        for b in [bucket, bucket - tci_schemas::BUCKET_MS] {
+                        for b in [bucket, bucket.saturating_sub(tci_schemas::BUCKET_MS)] {
                             p.deletions.push(DeletionRow {
                                 broadcaster_id: e.broadcaster_id,
                                 bucket: b,

@@ -40,6 +40,36 @@ struct Entry {
     partition: i32,
 }
 
+/// Why a live-stream record did not change the live set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ignored {
+    /// Not a Twitch login (`[a-z0-9_]{1,25}`): never sent to IRC, where it could inject commands.
+    InvalidLogin,
+    /// From a partition whose assignment was not seen yet; the rewind after the assignment
+    /// re-reads it.
+    NotAssignedYet,
+    /// Older than the TTL.
+    Stale,
+}
+
+impl Ignored {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::InvalidLogin => "invalid_login",
+            Self::NotAssignedYet => "not_assigned_yet",
+            Self::Stale => "stale",
+        }
+    }
+}
+
+/// True for a Twitch login: 1–25 ASCII letters, digits or underscores.
+pub fn valid_login(login: &str) -> bool {
+    (1..=25).contains(&login.len())
+        && login
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// The owned live channels (pure logic; the consumer loop feeds it).
 #[derive(Debug, Default)]
 pub struct LiveSet {
@@ -71,26 +101,30 @@ impl LiveSet {
         self.channels.contains_key(login)
     }
 
-    /// A live-stream record from `partition`. Returns the login to join when it is new.
+    /// A live-stream record from `partition`. Returns the login to join when it is new, or why
+    /// the record was ignored.
     pub fn observe(
         &mut self,
         login: &str,
         observed_at_ms: i64,
         partition: i32,
         now_ms: i64,
-    ) -> Option<String> {
-        if !self.assigned.contains(&partition)
-            || observed_at_ms < now_ms - self.ttl_ms
-            || login.is_empty()
-        {
-            return None;
+    ) -> Result<Option<String>, Ignored> {
+        if !valid_login(login) {
+            return Err(Ignored::InvalidLogin);
+        }
+        if !self.assigned.contains(&partition) {
+            return Err(Ignored::NotAssignedYet);
+        }
+        if observed_at_ms < now_ms.saturating_sub(self.ttl_ms) {
+            return Err(Ignored::Stale);
         }
         let login = login.to_ascii_lowercase();
         match self.channels.get_mut(&login) {
             Some(e) => {
                 e.last_seen_ms = e.last_seen_ms.max(observed_at_ms);
                 e.partition = partition;
-                None
+                Ok(None)
             }
             None => {
                 self.channels.insert(
@@ -100,7 +134,7 @@ impl LiveSet {
                         partition,
                     },
                 );
-                Some(login)
+                Ok(Some(login))
             }
         }
     }
@@ -169,14 +203,21 @@ pub async fn run(
                 M.live_records.inc();
                 let partition = msg.partition();
                 match codec.decode::<LiveStream>(msg.payload()).await {
-                    Ok(ls) => {
-                        if let Some(join) = live.observe(&ls.broadcaster_login, ls.observed_at, partition, tci_common::now_ms()) {
+                    Ok(ls) => match live.observe(&ls.broadcaster_login, ls.observed_at, partition, tci_common::now_ms()) {
+                        Ok(Some(join)) => {
                             debug!(channel = %join, broadcaster_id = ls.broadcaster_id, "channel is live: joining");
                             if pool.send(PoolCmd::Join(join)).await.is_err() {
                                 return Ok(());
                             }
                         }
-                    }
+                        Ok(None) => {}
+                        Err(why) => {
+                            M.live_ignored.with_label_values(&[why.label()]).inc();
+                            if why == Ignored::InvalidLogin {
+                                warn!(login = ?ls.broadcaster_login, broadcaster_id = ls.broadcaster_id, "live-stream record with an invalid login; not joined");
+                            }
+                        }
+                    },
                     Err(e) => {
                         M.live_decode_errors.inc();
                         warn!(error = %e, partition, offset = msg.offset(), "cannot decode a live-stream record; skipped");
@@ -286,9 +327,9 @@ mod tests {
         l.set_assignment(set(&[0, 1]));
         assert_eq!(
             l.observe("Foo", 1_000_000, 0, 1_000_000),
-            Some("foo".into())
+            Ok(Some("foo".into()))
         );
-        assert_eq!(l.observe("foo", 1_060_000, 0, 1_060_000), None);
+        assert_eq!(l.observe("foo", 1_060_000, 0, 1_060_000), Ok(None));
         assert!(
             l.expire(1_300_000).is_empty(),
             "seen at 1_060_000, ttl 300 s"
@@ -298,24 +339,38 @@ mod tests {
     }
 
     #[test]
-    fn stale_records_and_foreign_partitions_are_ignored() {
+    fn stale_records_foreign_partitions_and_invalid_logins_are_ignored() {
         let mut l = LiveSet::new(Duration::from_secs(300));
         l.set_assignment(set(&[1]));
-        assert_eq!(l.observe("a", 0, 1, 1_000_000), None, "older than the TTL");
+        assert_eq!(l.observe("a", 0, 1, 1_000_000), Err(Ignored::Stale));
         assert_eq!(
             l.observe("b", 999_000, 2, 1_000_000),
-            None,
-            "partition not ours"
+            Err(Ignored::NotAssignedYet)
         );
-        assert_eq!(l.observe("c", 999_000, 1, 1_000_000), Some("c".into()));
+        assert_eq!(l.observe("c", 999_000, 1, 1_000_000), Ok(Some("c".into())));
+        for bad in [
+            "",
+            "a b",
+            "x\r\nPRIVMSG #y :hi",
+            "a,b",
+            "#c",
+            "abcdefghijklmnopqrstuvwxyz",
+        ] {
+            assert_eq!(
+                l.observe(bad, 999_000, 1, 1_000_000),
+                Err(Ignored::InvalidLogin),
+                "{bad:?}"
+            );
+        }
+        assert!(valid_login("sneaky_lol99"));
     }
 
     #[test]
     fn a_rebalance_parts_the_channels_of_lost_partitions_only() {
         let mut l = LiveSet::new(Duration::from_secs(300));
         l.set_assignment(set(&[0, 1]));
-        l.observe("a", 10, 0, 10);
-        l.observe("b", 10, 1, 10);
+        l.observe("a", 10, 0, 10).expect("a");
+        l.observe("b", 10, 1, 10).expect("b");
         let (gained, parted) = l.set_assignment(set(&[1, 2]));
         assert_eq!(gained, vec![2]);
         assert_eq!(parted, vec!["a".to_string()]);

@@ -21,9 +21,11 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     pub live_records: IntCounter,
     pub live_decode_errors: IntCounter,
+    pub live_ignored: IntCounterVec,
 }
 
-pub static M: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+pub static M: LazyLock<Metrics> = LazyLock::new(|| {
+    Metrics {
     connections: t::gauge(
         "tci_chat_listener_connections",
         "Open chat WebSocket connections.",
@@ -87,10 +89,16 @@ pub static M: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         "tci_chat_listener_live_stream_records_total",
         "Live-stream records consumed.",
     ),
+    live_ignored: t::counter_vec(
+        "tci_chat_listener_live_stream_records_ignored_total",
+        "Live-stream records that did not change the live set, by reason (stale, not_assigned_yet, invalid_login).",
+        &["reason"],
+    ),
     live_decode_errors: t::counter(
         "tci_chat_listener_live_stream_decode_errors_total",
         "Live-stream records that could not be decoded (skipped).",
     ),
+}
 });
 
 /// Maps a server command to a bounded label.

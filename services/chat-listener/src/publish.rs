@@ -48,10 +48,15 @@ impl Dedupe {
         }
     }
 
-    /// True the first time `id` is seen (within the window).
-    pub fn first_time(&mut self, id: &str) -> bool {
+    /// True when `id` was remembered within the window.
+    pub fn seen(&self, id: &str) -> bool {
+        self.seen.contains(id)
+    }
+
+    /// Remembers `id` (evicting the oldest beyond the window).
+    pub fn remember(&mut self, id: &str) {
         if self.seen.contains(id) {
-            return false;
+            return;
         }
         if self.order.len() == self.cap {
             if let Some(old) = self.order.pop_front() {
@@ -60,7 +65,13 @@ impl Dedupe {
         }
         self.seen.insert(id.to_string());
         self.order.push_back(id.to_string());
-        true
+    }
+
+    /// True the first time `id` is seen (within the window); remembers it.
+    pub fn first_time(&mut self, id: &str) -> bool {
+        let first = !self.seen(id);
+        self.remember(id);
+        first
     }
 }
 
@@ -99,7 +110,7 @@ pub async fn run(
                     OutRecord::Chat(m) => (&topics.chat, m.broadcaster_id, m.id.as_str(), "chat"),
                     OutRecord::Moderation(e) => (&topics.moderation, e.broadcaster_id, e.event_id.as_str(), "moderation"),
                 };
-                if !dedupe.first_time(id) {
+                if dedupe.seen(id) {
                     M.duplicates.inc();
                     continue;
                 }
@@ -121,6 +132,9 @@ pub async fn run(
                 loop {
                     match producer.send_result(FutureRecord::to(topic).key(&key).payload(&bytes)) {
                         Ok(fut) => {
+                            // Remembered only once the producer accepted it, so a record that
+                            // failed does not make Twitch's redelivery look like a duplicate.
+                            dedupe.remember(id);
                             let read_at = rec.read_at;
                             in_flight.push(Box::pin(async move {
                                 let r = match fut.await {

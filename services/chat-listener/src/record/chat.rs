@@ -73,20 +73,15 @@ pub fn build_chat_message(
     let room_id_raw = required("room-id", t.room_id)?;
     let broadcaster_id = parse_i64("room-id", room_id_raw)?;
     let sent_timestamp = parse_i64("tmi-sent-ts", required("tmi-sent-ts", t.sent)?)?;
-    let bits =
-        match t.bits {
-            None | Some("") => 0,
-            Some(b) => b.parse::<i32>().ok().filter(|b| *b >= 0).ok_or_else(|| {
-                RecordError::InvalidTag {
-                    tag: "bits",
-                    value: b.to_owned(),
-                    expected: "a non-negative integer",
-                }
-            })?,
-        };
+    // `bits` and `emotes` are metadata: a malformed value must not cost the archive the message.
+    // It degrades to "none" here and stays, verbatim, in `raw_tags`.
+    let bits = match t.bits {
+        None | Some("") => 0,
+        Some(b) => b.parse::<i32>().ok().filter(|b| *b >= 0).unwrap_or(0),
+    };
     let emotes = match t.emotes {
         None | Some("") => None,
-        Some(e) => Some(parse_emotes(e)?).filter(|v| !v.is_empty()),
+        Some(e) => parse_emotes(e).ok().filter(|v| !v.is_empty()),
     };
     let (text, is_me) = strip_action(body);
 

@@ -92,12 +92,15 @@ impl Tasks {
     }
 
     /// Waits for every task. Returns the first failure (an error, a panic, or an exit before
-    /// shutdown). After shutdown starts, tasks get `grace` to finish before being aborted.
+    /// shutdown). After shutdown starts, all tasks together get `grace` to finish (one deadline,
+    /// not one per task) before the rest are aborted.
     pub async fn join(mut self, grace: Duration) -> anyhow::Result<()> {
         let mut first_err: Option<anyhow::Error> = None;
+        let mut deadline: Option<tokio::time::Instant> = None;
         loop {
             let next = if self.token.is_cancelled() {
-                match tokio::time::timeout(grace, self.set.join_next()).await {
+                let until = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + grace);
+                match tokio::time::timeout_at(until, self.set.join_next()).await {
                     Ok(n) => n,
                     Err(_) => {
                         error!(
@@ -184,6 +187,33 @@ mod tests {
         });
         token.cancel();
         tasks.join(Duration::from_secs(5)).await.expect("clean");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_grace_is_one_deadline_for_all_tasks() {
+        let token = CancellationToken::new();
+        let mut tasks = Tasks::new(token.clone());
+        for (name, ms) in [("a", 60u64), ("b", 120), ("c", 180)] {
+            let t = token.clone();
+            tasks.spawn(name, async move {
+                t.cancelled().await;
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok(())
+            });
+        }
+        token.cancel();
+        let started = tokio::time::Instant::now();
+        // Each task alone fits in 100 ms, but not all three one after the other.
+        let err = tasks
+            .join(Duration::from_millis(100))
+            .await
+            .expect_err("must time out");
+        assert!(err.to_string().contains("within"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_millis(150),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]

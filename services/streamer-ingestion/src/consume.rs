@@ -221,10 +221,21 @@ impl Ingestor {
                             warn!(error = %e, records = batch.len(), "giving up the batch at shutdown; it will be redelivered");
                             return Err(Stopped);
                         }
+                        // Shutting down: short pauses only, so the final commit fits the grace.
+                        backoff =
+                            Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
                     }
                     let d = backoff.next_delay();
                     warn!(error = %e, retry_in = ?d, records = batch.len(), "streamers write failed; retrying");
-                    tokio::time::sleep(d).await;
+                    if token.is_cancelled() {
+                        tokio::time::sleep(d).await;
+                    } else {
+                        // Cancellable: a shutdown during a long backoff goes to the final attempts at once.
+                        tokio::select! {
+                            _ = tokio::time::sleep(d) => {}
+                            _ = token.cancelled() => {}
+                        }
+                    }
                 }
             }
         }

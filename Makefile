@@ -14,7 +14,7 @@ BIN := $(CARGO_TARGET_DIR)/$(PROFILE)
 STACK := $(ROOT)/dev/stack.sh
 RUN := $(ROOT)/dev/run.sh
 
-.PHONY: help deps build up down status logs test test-unit test-integration lint fmt bench clean-stack
+.PHONY: help deps build up down status logs test test-unit lint fmt bench bench-ingest bench-api clean-stack
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -56,8 +56,16 @@ lint: ## cargo fmt --check and clippy -D warnings
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-bench: deps ## Criterion benchmarks of the hot paths
-	$(CARGO) bench --workspace
+bench: deps ## Criterion benchmarks of the hot paths (IRC parse vs twitch-irc, parse+record+Avro)
+	$(CARGO) bench -p chat-listener --bench parse
+
+bench-ingest: deps ## Pipeline load run: chat-ingestor vs a raw CQL writer, same rows, same run (needs the stack)
+	@$(STACK) start
+	bench/ingest/run.sh
+
+bench-api: deps ## API load run: wrk on limit=100 pages vs direct CQL single-page queries (needs the stack)
+	@$(STACK) start
+	bench/api/run.sh
 
 clean-stack: ## Stop the stack and delete its data and logs
 	@$(RUN) stop || true

@@ -6,11 +6,11 @@
 use std::collections::HashSet;
 
 use chat_api::cursor::{Binding, CursorCodec, Position, RouteKind};
-use futures::{stream, StreamExt, TryStreamExt};
+use chat_ingestor::decode::Record;
 use integration_tests::TestEnv;
-use scylla::{client::session::Session, statement::prepared::PreparedStatement};
+use scylla::client::session::Session;
 use serde_json::Value;
-use tci_schemas::{bucket_of, ChatMessage, Room, User, BUCKET_MS};
+use tci_schemas::{bucket_of, ChatMessage, ModerationEvent, ModerationKind, Room, User, BUCKET_MS};
 use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "integration-test-cursor-secret";
@@ -74,59 +74,65 @@ impl Api {
     }
 }
 
-/// The ingestor's writes for one message: the row, the bucket index, the user log and its index.
+/// Writes rows exactly as chat-ingestor does: its own planner and writer (messages, bucket
+/// index, user logs, CLEARMSG deletion marks), on a session of its own.
 struct Writer {
-    msg: PreparedStatement,
-    bucket: PreparedStatement,
-    user_msg: PreparedStatement,
-    user_bucket: PreparedStatement,
+    inner: chat_ingestor::writer::Writer,
+    max_rows: usize,
 }
 
 impl Writer {
-    async fn new(s: &Session, ks: &str) -> anyhow::Result<Self> {
-        Ok(Self {
-            msg: s
-                .prepare(format!(
-                    "INSERT INTO {ks}.chat_messages (broadcaster_id, bucket, sent_ts, message_id, user_id, message) VALUES (?, ?, ?, ?, ?, ?)"
-                ))
-                .await?,
-            bucket: s.prepare(format!("INSERT INTO {ks}.chat_buckets (broadcaster_id, bucket) VALUES (?, ?)")).await?,
-            user_msg: s
-                .prepare(format!(
-                    "INSERT INTO {ks}.user_chat_messages (broadcaster_id, user_id, bucket, sent_ts, message_id, message) VALUES (?, ?, ?, ?, ?, ?)"
-                ))
-                .await?,
-            user_bucket: s
-                .prepare(format!("INSERT INTO {ks}.user_chat_buckets (broadcaster_id, user_id, bucket) VALUES (?, ?, ?)"))
-                .await?,
-        })
-    }
-
-    async fn write(&self, s: &Session, m: &ChatMessage) -> anyhow::Result<()> {
-        let (b, uid, json) = (m.bucket(), m.user_id(), m.to_spec_json());
-        s.execute_unpaged(
-            &self.msg,
-            (m.broadcaster_id, b, m.sent_timestamp, &m.id, uid, &json),
+    async fn new(env: &TestEnv) -> anyhow::Result<Self> {
+        let session = tci_common::cassandra::connect_once(&env.cfg.cassandra).await?;
+        let settings = chat_ingestor::IngestConfig::default().writer_settings();
+        let max_rows = settings.max_rows_per_batch;
+        let inner = chat_ingestor::writer::Writer::prepare(
+            std::sync::Arc::new(session),
+            &env.cfg.cassandra.keyspace,
+            settings,
         )
         .await?;
-        s.execute_unpaged(&self.bucket, (m.broadcaster_id, b))
-            .await?;
-        if let Some(u) = uid {
-            s.execute_unpaged(
-                &self.user_msg,
-                (m.broadcaster_id, u, b, m.sent_timestamp, &m.id, &json),
-            )
-            .await?;
-            s.execute_unpaged(&self.user_bucket, (m.broadcaster_id, u, b))
-                .await?;
+        Ok(Self { inner, max_rows })
+    }
+
+    async fn write_records(&self, records: &[Record]) -> anyhow::Result<()> {
+        let token = CancellationToken::new();
+        for chunk in records.chunks(1000) {
+            let plan = chat_ingestor::writer::plan(chunk, self.max_rows);
+            self.inner
+                .write(&plan, &token)
+                .await
+                .map_err(|_| anyhow::anyhow!("the ingestor's writer gave up"))?;
         }
         Ok(())
     }
 
-    async fn write_all(&self, s: &Session, msgs: &[ChatMessage]) -> anyhow::Result<()> {
-        stream::iter(msgs.iter().map(|m| self.write(s, m)))
-            .buffer_unordered(64)
-            .try_for_each(|()| async { Ok(()) })
+    async fn write_all(&self, msgs: &[ChatMessage]) -> anyhow::Result<()> {
+        let records: Vec<Record> = msgs
+            .iter()
+            .map(|m| Record::Chat(Box::new(m.clone())))
+            .collect();
+        self.write_records(&records).await
+    }
+
+    /// A moderator deleted `m` (CLEARMSG a second after it was sent).
+    async fn delete(&self, m: &ChatMessage) -> anyhow::Result<()> {
+        let ev = ModerationEvent {
+            broadcaster_id: m.broadcaster_id,
+            kind: ModerationKind::ClearMsg,
+            event_id: format!("clearmsg-{}", m.id),
+            sent_timestamp: m.sent_timestamp + 1_000,
+            channel: m.room.name.clone(),
+            target_user_id: None,
+            target_user_login: Some(m.user.name.clone()),
+            target_message_id: Some(m.id.clone()),
+            ban_duration_seconds: None,
+            msg_id: None,
+            text: Some(m.text.clone()),
+            system_msg: None,
+            raw_tags: Vec::new(),
+        };
+        self.write_records(&[Record::Moderation(Box::new(ev))])
             .await
     }
 }
@@ -358,7 +364,7 @@ async fn walking_a_range_returns_exactly_the_rows_cql_returns() -> anyhow::Resul
     let env = TestEnv::new("api_walk");
     let session = env.migrate().await?;
     let ks = env.cfg.cassandra.keyspace.clone();
-    let w = Writer::new(&session, &ks).await?;
+    let w = Writer::new(&env).await?;
     // A bucket edge; 500 messages in its last millisecond, 300 in the first one after it, two
     // empty buckets, 40 messages spread over a later bucket, and messages outside the range.
     let edge = bucket_of(1_706_408_359_963) + BUCKET_MS;
@@ -385,7 +391,7 @@ async fn walking_a_range_returns_exactly_the_rows_cql_returns() -> anyhow::Resul
         push(ts, &mut msgs);
     }
     msgs.push(message(B + 1, 99_999, edge, 1000)); // another channel
-    w.write_all(&session, &msgs).await?;
+    w.write_all(&msgs).await?;
 
     let api = Api::start(&env).await?;
     let doc = openapi();
@@ -511,13 +517,13 @@ async fn thirty_days_over_two_hours_of_chat_costs_two_calls() -> anyhow::Result<
     let env = TestEnv::new("api_sparse");
     let session = env.migrate().await?;
     let ks = env.cfg.cassandra.keyspace.clone();
-    let w = Writer::new(&session, &ks).await?;
+    let w = Writer::new(&env).await?;
     let day0 = bucket_of(1_706_400_000_000);
     let chat_from = day0 + 12 * 86_400_000;
     let msgs: Vec<ChatMessage> = (0..120)
         .map(|i| message(B, i, chat_from + (i as i64) * 60_000, 7))
         .collect();
-    w.write_all(&session, &msgs).await?;
+    w.write_all(&msgs).await?;
     let api = Api::start(&env).await?;
     let (start_ms, end_ms) = (day0, day0 + 30 * 86_400_000);
     let expected = cql_rows(&session, &ks, B, None, start_ms, end_ms).await?;
@@ -546,13 +552,12 @@ async fn thirty_days_over_two_hours_of_chat_costs_two_calls() -> anyhow::Result<
 async fn every_error_is_json_with_a_stable_code() -> anyhow::Result<()> {
     let env = TestEnv::new("api_errors");
     let session = env.migrate().await?;
-    let ks = env.cfg.cassandra.keyspace.clone();
-    let w = Writer::new(&session, &ks).await?;
+    let w = Writer::new(&env).await?;
     let t0 = bucket_of(1_706_408_359_963);
     let msgs: Vec<ChatMessage> = (0..10)
         .map(|i| message(B, i, t0 + i as i64, 1000))
         .collect();
-    w.write_all(&session, &msgs).await?;
+    w.write_all(&msgs).await?;
     let api = Api::start(&env).await?;
     let doc = openapi();
     let (start, end) = (iso(t0), iso(t0 + 60_000));
@@ -819,12 +824,12 @@ async fn hide_deleted_and_the_streamer_list() -> anyhow::Result<()> {
     let env = TestEnv::new("api_extras");
     let session = env.migrate().await?;
     let ks = env.cfg.cassandra.keyspace.clone();
-    let w = Writer::new(&session, &ks).await?;
+    let w = Writer::new(&env).await?;
     let t0 = bucket_of(1_706_408_359_963);
     let msgs: Vec<ChatMessage> = (0..30)
         .map(|i| message(B, i, t0 + (i as i64) * 20_000, 1000))
         .collect();
-    w.write_all(&session, &msgs).await?;
+    w.write_all(&msgs).await?;
     let deleted: HashSet<&str> = [
         msgs[3].id.as_str(),
         msgs[4].id.as_str(),
@@ -833,12 +838,7 @@ async fn hide_deleted_and_the_streamer_list() -> anyhow::Result<()> {
     .into();
     for id in &deleted {
         let m = msgs.iter().find(|m| m.id == *id).expect("present");
-        session
-            .query_unpaged(
-                format!("INSERT INTO {ks}.deleted_messages (broadcaster_id, bucket, message_id, reason) VALUES (?, ?, ?, ?)"),
-                (B, m.bucket(), *id, "CLEARMSG"),
-            )
-            .await?;
+        w.delete(m).await?;
     }
     let api = Api::start(&env).await?;
     let doc = openapi();

@@ -95,7 +95,7 @@ impl Default for IngestConfig {
 }
 
 impl IngestConfig {
-    pub(crate) fn writer_settings(&self) -> WriterSettings {
+    pub fn writer_settings(&self) -> WriterSettings {
         WriterSettings {
             max_rows_per_batch: self.max_rows_per_batch,
             max_in_flight: self.max_in_flight_writes,

@@ -1,16 +1,15 @@
 //! Seeds a keyspace for the API benchmark and the schemathesis run: migrates it, then writes
-//! chat (messages, bucket index, user logs) with the ingestor's CQL, a few deletions and
+//! chat through chat-ingestor's writer (messages, bucket index, user logs, CLEARMSG deletions) and
 //! streamers.
 //!
 //! `cargo run --release -p chat-api --example seed -- --keyspace tci_bench_api`
 
 use std::time::Instant;
 
-use anyhow::Context as _;
+use chat_ingestor::decode::Record;
 use clap::Parser;
-use futures::{stream, StreamExt, TryStreamExt};
 use tci_common::{cassandra, CassandraConfig};
-use tci_schemas::{bucket_of, ChatMessage, Room, User, BUCKET_MS};
+use tci_schemas::{bucket_of, ChatMessage, ModerationEvent, ModerationKind, Room, User, BUCKET_MS};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -49,76 +48,84 @@ async fn main() -> anyhow::Result<()> {
     let s = cassandra::connect_once(&cfg).await?;
     cassandra::migrate(&s, &cfg).await?;
     let ks = &args.keyspace;
-    let msg = s.prepare(format!("INSERT INTO {ks}.chat_messages (broadcaster_id, bucket, sent_ts, message_id, user_id, message) VALUES (?, ?, ?, ?, ?, ?)")).await?;
-    let idx = s
-        .prepare(format!(
-            "INSERT INTO {ks}.chat_buckets (broadcaster_id, bucket) VALUES (?, ?)"
-        ))
-        .await?;
-    let umsg = s.prepare(format!("INSERT INTO {ks}.user_chat_messages (broadcaster_id, user_id, bucket, sent_ts, message_id, message) VALUES (?, ?, ?, ?, ?, ?)")).await?;
-    let uidx = s
-        .prepare(format!(
-            "INSERT INTO {ks}.user_chat_buckets (broadcaster_id, user_id, bucket) VALUES (?, ?, ?)"
-        ))
-        .await?;
-    let del = s.prepare(format!("INSERT INTO {ks}.deleted_messages (broadcaster_id, bucket, message_id, reason) VALUES (?, ?, ?, ?)")).await?;
+    // Chat goes through chat-ingestor's own planner and writer, so the rows (messages, bucket
+    // index, user logs, deletion marks) are exactly what the live system writes.
+    let settings = chat_ingestor::IngestConfig::default().writer_settings();
+    let max_rows = settings.max_rows_per_batch;
+    let writer = chat_ingestor::writer::Writer::prepare(
+        std::sync::Arc::new(cassandra::connect_once(&cfg).await?),
+        ks,
+        chat_ingestor::writer::WriterSettings {
+            max_in_flight: args.concurrency,
+            ..settings
+        },
+    )
+    .await?;
     let t0 = bucket_of(args.start_ms);
     let b = args.broadcaster;
     let total = args.buckets * args.per_bucket;
     let started = Instant::now();
-    stream::iter(0..total)
-        .map(|n| {
-            let (s, msg, idx, umsg, uidx, del) = (&s, &msg, &idx, &umsg, &uidx, &del);
-            async move {
-                let bucket_no = n / args.per_bucket;
-                // Several messages per millisecond, like a busy channel.
-                let ts = t0
-                    + bucket_no * BUCKET_MS
-                    + (n % args.per_bucket) * (BUCKET_MS / args.per_bucket) / 3 * 3;
-                let user = 100_000 + (n % 97);
-                let m = ChatMessage {
-                    broadcaster_id: b,
-                    id: format!(
-                        "{:08x}-2e6a-4bd4-85e3-{n:012}",
-                        (n as u32).wrapping_mul(2_654_435_761)
-                    ),
-                    sent_timestamp: ts,
-                    received_at: ts + 3,
-                    text: format!("@uhblivean24 message number {n} in the game eavShy"),
-                    room: Room {
-                        name: "sneakylol".into(),
-                        is_followers_only: true,
-                        room_id: b.to_string(),
-                        ..Room::default()
-                    },
-                    user: User {
-                        name: format!("user{user}"),
-                        display_name: format!("User{user}"),
-                        color: Some("#8A2BE2".into()),
-                        id: user.to_string(),
-                        ..User::default()
-                    },
-                    ..ChatMessage::default()
-                };
-                let json = m.to_spec_json();
-                let bucket = m.bucket();
-                s.execute_unpaged(msg, (b, bucket, ts, &m.id, Some(user), &json))
-                    .await?;
-                s.execute_unpaged(idx, (b, bucket)).await?;
-                s.execute_unpaged(umsg, (b, user, bucket, ts, &m.id, &json))
-                    .await?;
-                s.execute_unpaged(uidx, (b, user, bucket)).await?;
-                if n % 50 == 7 {
-                    s.execute_unpaged(del, (b, bucket, &m.id, "CLEARMSG"))
-                        .await?;
-                }
-                anyhow::Ok(())
-            }
-        })
-        .buffer_unordered(args.concurrency)
-        .try_collect::<()>()
-        .await
-        .context("writing chat")?;
+    let token = tokio_util::sync::CancellationToken::new();
+    let mut records = Vec::with_capacity(1000);
+    for n in 0..total {
+        let bucket_no = n / args.per_bucket;
+        // Several messages per millisecond, like a busy channel.
+        let ts = t0
+            + bucket_no * BUCKET_MS
+            + (n % args.per_bucket) * (BUCKET_MS / args.per_bucket) / 3 * 3;
+        let user = 100_000 + (n % 97);
+        let m = ChatMessage {
+            broadcaster_id: b,
+            id: format!(
+                "{:08x}-2e6a-4bd4-85e3-{n:012}",
+                (n as u32).wrapping_mul(2_654_435_761)
+            ),
+            sent_timestamp: ts,
+            received_at: ts + 3,
+            text: format!("@uhblivean24 message number {n} in the game eavShy"),
+            room: Room {
+                name: "sneakylol".into(),
+                is_followers_only: true,
+                room_id: b.to_string(),
+                ..Room::default()
+            },
+            user: User {
+                name: format!("user{user}"),
+                display_name: format!("User{user}"),
+                color: Some("#8A2BE2".into()),
+                id: user.to_string(),
+                ..User::default()
+            },
+            ..ChatMessage::default()
+        };
+        if n % 50 == 7 {
+            // A moderator deletes it a moment later.
+            records.push(Record::Moderation(Box::new(ModerationEvent {
+                broadcaster_id: b,
+                kind: ModerationKind::ClearMsg,
+                event_id: format!("clearmsg-{}", m.id),
+                sent_timestamp: ts,
+                channel: "sneakylol".into(),
+                target_user_id: None,
+                target_user_login: Some(m.user.name.clone()),
+                target_message_id: Some(m.id.clone()),
+                ban_duration_seconds: None,
+                msg_id: None,
+                text: Some(m.text.clone()),
+                system_msg: None,
+                raw_tags: Vec::new(),
+            })));
+        }
+        records.push(Record::Chat(Box::new(m)));
+        if records.len() >= 1000 || n + 1 == total {
+            let plan = chat_ingestor::writer::plan(&records, max_rows);
+            writer
+                .write(&plan, &token)
+                .await
+                .map_err(|_| anyhow::anyhow!("writing chat: the writer gave up"))?;
+            records.clear();
+        }
+    }
     let st = s.prepare(format!("INSERT INTO {ks}.streamers (broadcaster_id, login, display_name, first_seen, last_seen_live, title, game_name, language) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")).await?;
     let now = tci_common::now_ms();
     for i in 0..50_i64 {

@@ -1,8 +1,6 @@
 //! Query-string and path parsing. Every function here is total: any input yields a value or a
 //! precise [`ApiError`], never a panic (checked by property tests).
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
-
 use crate::error::ApiError;
 
 /// Default page size when `limit` is absent.
@@ -98,44 +96,16 @@ pub fn timestamp_ms(s: &str) -> Option<i64> {
     if s.is_empty() || s.len() > 64 {
         return None;
     }
-    if let Some(ms) = timestamp_exact(s) {
+    if let Some(ms) = tci_common::time::parse_iso8601_ms(s) {
         return Some(ms);
     }
     // "…T01:01:01 01:00": the `+` was decoded as a space.
     let i = s.rfind(' ')?;
     let suffix = &s[i + 1..];
     if (4..=5).contains(&suffix.len()) && suffix.bytes().all(|b| b.is_ascii_digit() || b == b':') {
-        return timestamp_exact(&format!("{}+{suffix}", &s[..i]));
+        return tci_common::time::parse_iso8601_ms(&format!("{}+{suffix}", &s[..i]));
     }
     None
-}
-
-fn timestamp_exact(s: &str) -> Option<i64> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.timestamp_millis());
-    }
-    for f in [
-        "%Y-%m-%dT%H:%M:%S%.f%z",
-        "%Y-%m-%d %H:%M:%S%.f%z",
-        "%Y-%m-%dT%H:%M%z",
-    ] {
-        if let Ok(t) = DateTime::parse_from_str(s, f) {
-            return Some(t.timestamp_millis());
-        }
-    }
-    for f in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-    ] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
-            return Some(t.and_utc().timestamp_millis());
-        }
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc().timestamp_millis())
 }
 
 fn required_timestamp(q: &QueryPairs, name: &'static str) -> Result<i64, ApiError> {

@@ -36,13 +36,12 @@ pub struct BackfillArgs {
     pub broadcaster_id: Option<i64>,
 }
 
-/// Parses an ISO 8601 / RFC 3339 timestamp (`2024-01-10T01:01:01.011Z`) to ms since the epoch.
+/// Parses `--from` / `--to`: the same ISO 8601 forms as the API's `start` / `end`
+/// ([`tci_common::time::parse_iso8601_ms`]; no offset means UTC).
 pub fn parse_time(s: &str) -> anyhow::Result<i64> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| t.timestamp_millis())
-        .with_context(|| {
-            format!("{s:?} is not an ISO 8601 timestamp like 2024-01-10T01:01:01.011Z")
-        })
+    tci_common::time::parse_iso8601_ms(s).ok_or_else(|| {
+        anyhow::anyhow!("{s:?} is not an ISO 8601 timestamp like 2024-01-10T01:01:01.011Z")
+    })
 }
 
 /// The backfill summary printed at the end.

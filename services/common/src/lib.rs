@@ -9,6 +9,7 @@
 //! - [`kafka`]: producer/consumer/admin construction, topic definitions, dead-letter publishing.
 //! - [`registry`]: the schema registry (Confluent REST API) and Avro codec in Confluent framing.
 //! - [`cassandra`]: session set-up and migrations.
+//! - [`time`]: ISO 8601 timestamps given by people (API parameters, backfill ranges).
 
 pub mod admin;
 pub mod cassandra;
@@ -18,6 +19,7 @@ pub mod registry;
 pub mod retry;
 pub mod runtime;
 pub mod telemetry;
+pub mod time;
 
 pub use config::{CassandraConfig, CommonConfig, KafkaConfig, RegistryConfig, TopicNames};
 pub use runtime::{Shutdown, Tasks};

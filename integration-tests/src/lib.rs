@@ -102,14 +102,32 @@ impl TestEnv {
     }
 }
 
-/// Reads every record of `topic` from the beginning until `expected` records were seen or
-/// `timeout` passed; returns (key, payload) pairs.
-pub async fn read_topic(
+/// One record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct ReadRecord {
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl ReadRecord {
+    /// The value of header `name`, as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// Reads records of `topic` from the beginning until `expected` were seen or `timeout` passed.
+pub async fn read_records(
     cfg: &CommonConfig,
     topic: &str,
     expected: usize,
     timeout: Duration,
-) -> anyhow::Result<Vec<(Option<Vec<u8>>, Vec<u8>)>> {
+) -> anyhow::Result<Vec<ReadRecord>> {
+    use rdkafka::message::Headers;
     let group = unique("reader");
     let consumer: StreamConsumer = kafka::consumer(
         &cfg.kafka,
@@ -122,20 +140,39 @@ pub async fn read_topic(
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + timeout;
     while out.len() < expected {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        match tokio::time::timeout(left, consumer.recv()).await {
-            Ok(Ok(m)) => out.push((
-                m.key().map(<[u8]>::to_vec),
-                m.payload().unwrap_or_default().to_vec(),
-            )),
-            Ok(Err(e)) => anyhow::bail!("reading {topic}: {e}"),
+        let m = match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(m) => m.with_context(|| format!("reading {topic}"))?,
             Err(_) => break,
-        }
+        };
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(ReadRecord {
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().unwrap_or_default().to_vec(),
+            headers,
+        });
     }
     Ok(out)
+}
+
+/// Like [`read_records`], as (key, payload) pairs.
+pub async fn read_topic(
+    cfg: &CommonConfig,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<(Option<Vec<u8>>, Vec<u8>)>> {
+    Ok(read_records(cfg, topic, expected, timeout)
+        .await?
+        .into_iter()
+        .map(|r| (r.key, r.payload))
+        .collect())
 }
 
 /// Reads every record currently in `topic` (up to the high watermarks of its partitions at the

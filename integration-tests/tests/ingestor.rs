@@ -22,12 +22,11 @@ use std::{
 use anyhow::Context as _;
 use chat_ingestor::{backfill, metrics::METRICS, App, Config};
 use futures::StreamExt;
-use integration_tests::{eventually, TestEnv};
+use integration_tests::{eventually, read_records, TestEnv};
 use rdkafka::{
-    consumer::{BaseConsumer, Consumer, StreamConsumer},
-    message::Headers,
+    consumer::{BaseConsumer, Consumer},
     producer::{FutureProducer, FutureRecord},
-    Message, Offset, TopicPartitionList,
+    Offset, TopicPartitionList,
 };
 use scylla::client::session::Session;
 use tci_common::{
@@ -496,30 +495,14 @@ async fn read_with_headers(
     expected: usize,
     timeout: Duration,
 ) -> anyhow::Result<Vec<(Vec<u8>, String)>> {
-    let consumer: StreamConsumer = kafka::consumer(
-        &env.cfg.kafka,
-        &env.group("dlq-reader"),
-        "it-reader",
-        rdkafka::consumer::DefaultConsumerContext,
-        &[("enable.auto.commit", "false")],
-    )?;
-    consumer.subscribe(&[topic])?;
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + timeout;
-    while out.len() < expected {
-        let Ok(m) = tokio::time::timeout_at(deadline, consumer.recv()).await else {
-            break;
-        };
-        let m = m?;
-        let reason = m
-            .headers()
-            .and_then(|h| h.iter().find(|h| h.key == dlq_headers::REASON))
-            .and_then(|h| h.value)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default();
-        out.push((m.payload().unwrap_or_default().to_vec(), reason));
-    }
-    Ok(out)
+    Ok(read_records(&env.cfg, topic, expected, timeout)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let reason = r.header(dlq_headers::REASON).unwrap_or_default();
+            (r.payload, reason)
+        })
+        .collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

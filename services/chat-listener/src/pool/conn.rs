@@ -12,7 +12,7 @@ use secrecy::ExposeSecret;
 use tci_common::{retry::Backoff, telemetry::LogLimiter};
 use tci_schemas::{ChatMessage, ModerationEvent};
 use tokio::{sync::mpsc, time::Instant};
-use tokio_tungstenite::tungstenite::{protocol::WebSocketConfig, Message as WsMessage};
+use tokio_tungstenite::tungstenite::{protocol::WebSocketConfig, Message as WsMessage, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -203,8 +203,9 @@ impl Session<'_> {
                             debug!(connection = self.id, error = %e, "chat socket error");
                             return End::Reconnect("socket_error");
                         }
-                        Some(Ok(WsMessage::Text(t))) => t.to_string(),
-                        Some(Ok(WsMessage::Binary(b))) => match String::from_utf8(b.to_vec()) {
+                        // The frame's bytes are borrowed as they are: no copy per frame.
+                        Some(Ok(WsMessage::Text(t))) => t,
+                        Some(Ok(WsMessage::Binary(b))) => match Utf8Bytes::try_from(b) {
                             Ok(s) => s,
                             Err(e) => {
                                 M.parse_errors.with_label_values(&["invalid_utf8"]).inc();
@@ -221,7 +222,7 @@ impl Session<'_> {
                     if healthy_since.is_none() {
                         healthy_since = Some(Instant::now());
                     }
-                    for line in text.split(['\r', '\n']).filter(|l| !l.is_empty()) {
+                    for line in text.as_str().split(['\r', '\n']).filter(|l| !l.is_empty()) {
                         match self.handle_line(line, &mut rooms).await {
                             LineAction::None => {}
                             LineAction::Pong(arg) => {

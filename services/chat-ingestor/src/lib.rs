@@ -138,6 +138,11 @@ pub struct App {
     pipeline: Pipeline,
     admin_addr: SocketAddr,
     admin: futures::future::BoxFuture<'static, anyhow::Result<()>>,
+    /// `/readyz` watches: Kafka and the registry (the pipeline itself reports Cassandra, from
+    /// the outcome of its writes).
+    readiness: admin::Readiness,
+    consumer: Arc<StreamConsumer<IngestContext>>,
+    registry: tci_common::registry::RegistryAdmin,
     token: CancellationToken,
     grace: Duration,
 }
@@ -150,7 +155,7 @@ impl App {
         let codec = AvroCodec::new(&cfg.common.registry)?;
         let writer = connect_writer(&cfg, &token).await?;
         readiness.set("cassandra", true, "connected");
-        readiness.set("registry", true, "not used yet");
+        let registry = tci_common::registry::RegistryAdmin::new(&cfg.common.registry)?;
         let topics = &cfg.common.topics;
         let shared = Shared::new(
             writer,
@@ -171,17 +176,12 @@ impl App {
             .subscribe(&[&topics.chat, &topics.moderation])
             .with_context(|| format!("subscribing to {} and {}", topics.chat, topics.moderation))?;
         let consumer = Arc::new(consumer);
-        readiness.set(
-            "kafka",
-            kafka::reachable(&consumer),
-            "metadata fetched at start",
-        );
         let (admin_addr, admin) =
             admin::serve(&cfg.common.admin.addr, readiness.clone(), token.clone()).await?;
         info!(%admin_addr, group = %cfg.ingest.group_id, chat = %topics.chat, moderation = %topics.moderation, "chat-ingestor ready");
         let pipeline = Pipeline::new(
             shared,
-            consumer,
+            consumer.clone(),
             codec,
             dlq,
             token.clone(),
@@ -192,6 +192,9 @@ impl App {
             pipeline,
             admin_addr,
             admin,
+            readiness,
+            consumer,
+            registry,
             token,
             grace: cfg.ingest.shutdown_grace + Duration::from_secs(10),
         })
@@ -206,6 +209,32 @@ impl App {
     pub async fn run(self) -> anyhow::Result<()> {
         let mut tasks = Tasks::new(self.token.clone());
         tasks.spawn("admin", self.admin);
+        let every = Duration::from_secs(5);
+        let consumer = self.consumer;
+        tasks.spawn(
+            "watch-kafka",
+            admin::watch(
+                self.readiness.clone(),
+                "kafka",
+                every,
+                self.token.clone(),
+                move || kafka::probe(consumer.clone()),
+            ),
+        );
+        let registry = self.registry;
+        tasks.spawn(
+            "watch-registry",
+            admin::watch(
+                self.readiness,
+                "registry",
+                every,
+                self.token.clone(),
+                move || {
+                    let r = registry.clone();
+                    async move { r.probe().await }
+                },
+            ),
+        );
         let pipeline = self.pipeline;
         tasks.spawn("ingest", async move { pipeline.run().await.map(drop) });
         tasks.join(self.grace).await

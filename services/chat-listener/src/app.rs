@@ -151,28 +151,16 @@ impl App {
         );
 
         let probe_consumer = consumer.clone();
-        let (rd, probe_token) = (readiness.clone(), token.clone());
-        tasks.spawn("readiness", async move {
-            loop {
-                let c = probe_consumer.clone();
-                let ok = tokio::task::spawn_blocking(move || kafka::reachable(&c))
-                    .await
-                    .unwrap_or(false);
-                rd.set(
-                    "kafka",
-                    ok,
-                    if ok {
-                        "metadata ok"
-                    } else {
-                        "cannot fetch metadata"
-                    },
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                    _ = probe_token.cancelled() => return Ok(()),
-                }
-            }
-        });
+        tasks.spawn(
+            "watch-kafka",
+            admin::watch(
+                readiness.clone(),
+                "kafka",
+                Duration::from_secs(5),
+                token.clone(),
+                move || kafka::probe(probe_consumer.clone()),
+            ),
+        );
 
         let res = tasks.join(Duration::from_secs(30)).await;
         // Whatever is still queued in librdkafka gets its chance before we exit.

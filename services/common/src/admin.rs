@@ -59,6 +59,41 @@ impl Readiness {
     }
 }
 
+/// Re-checks one dependency every `interval` until `token` is cancelled and records the outcome
+/// for `/readyz` (`Ok(detail)` ready, `Err(why)` not ready). Spawn one per dependency.
+pub async fn watch<F, Fut>(
+    readiness: Readiness,
+    dep: &'static str,
+    interval: std::time::Duration,
+    token: CancellationToken,
+    mut check: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<String, String>>,
+{
+    loop {
+        match check().await {
+            Ok(detail) => readiness.set(dep, true, detail),
+            Err(why) => {
+                if readiness
+                    .checks
+                    .lock()
+                    .map(|m| m.get(dep).is_none_or(|c| c.ok))
+                    .unwrap_or(true)
+                {
+                    tracing::warn!(dependency = dep, error = %why, "dependency not reachable; /readyz reports it");
+                }
+                readiness.set(dep, false, why);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = token.cancelled() => return Ok(()),
+        }
+    }
+}
+
 /// Binds the admin server on `addr` and serves it until `token` is cancelled.
 /// Returns the bound address (useful with port 0) and the serving future.
 pub async fn serve(

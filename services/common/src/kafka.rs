@@ -269,11 +269,19 @@ impl DeadLetter {
     }
 }
 
-/// True when `consumer` can reach the cluster (used by `/readyz`).
-pub fn reachable<C: ConsumerContext>(consumer: &StreamConsumer<C>) -> bool {
-    consumer
-        .fetch_metadata(None, Duration::from_secs(3))
-        .is_ok()
+/// A `/readyz` check for [`crate::admin::watch`]: fetches cluster metadata through `consumer`
+/// off the async threads (librdkafka's call blocks).
+pub async fn probe<C: ConsumerContext + 'static>(
+    consumer: std::sync::Arc<StreamConsumer<C>>,
+) -> Result<String, String> {
+    tokio::task::spawn_blocking(move || {
+        consumer
+            .fetch_metadata(None, Duration::from_secs(3))
+            .map(|md| format!("{} broker(s)", md.brokers().len()))
+            .map_err(|e| format!("metadata fetch failed: {e}"))
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("probe task failed: {e}")))
 }
 
 #[cfg(test)]

@@ -337,6 +337,14 @@ impl RegistryAdmin {
         Ok(serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
     }
 
+    /// A `/readyz` check for [`crate::admin::watch`].
+    pub async fn probe(&self) -> Result<String, String> {
+        self.subjects()
+            .await
+            .map(|s| format!("{} subject(s)", s.len()))
+            .map_err(|e| e.to_string())
+    }
+
     /// `GET /subjects`.
     pub async fn subjects(&self) -> Result<Vec<String>, RegistryError> {
         let v = self

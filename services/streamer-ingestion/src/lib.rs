@@ -168,34 +168,45 @@ impl App {
         tasks.spawn("admin", admin);
         let (i, t) = (ingestor.clone(), token.clone());
         tasks.spawn("ingest", async move { i.run(t).await });
-        let (i, t, r) = (ingestor, token.clone(), readiness);
-        tasks.spawn("health", async move {
-            loop {
-                let ok = cassandra::reachable(i.store.session()).await;
-                r.set("cassandra", ok, if ok { "answered" } else { "no answer" });
-                let c = i.consumer.clone();
-                let ok = tokio::task::spawn_blocking(move || kafka::reachable(&c))
-                    .await
-                    .unwrap_or(false);
-                r.set(
-                    "kafka",
-                    ok,
-                    if ok {
-                        "metadata fetched"
-                    } else {
-                        "metadata fetch failed"
-                    },
-                );
-                match registry.subjects().await {
-                    Ok(_) => r.set("registry", true, "answered"),
-                    Err(e) => r.set("registry", false, e.to_string()),
-                }
-                tokio::select! {
-                    _ = t.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
-                }
-            }
-        });
+        let every = Duration::from_secs(10);
+        let i = ingestor.clone();
+        tasks.spawn(
+            "watch-cassandra",
+            admin::watch(
+                readiness.clone(),
+                "cassandra",
+                every,
+                token.clone(),
+                move || {
+                    let i = i.clone();
+                    async move {
+                        if cassandra::reachable(i.store.session()).await {
+                            Ok("answered".to_string())
+                        } else {
+                            Err("no answer".to_string())
+                        }
+                    }
+                },
+            ),
+        );
+        let consumer = ingestor.consumer.clone();
+        tasks.spawn(
+            "watch-kafka",
+            admin::watch(
+                readiness.clone(),
+                "kafka",
+                every,
+                token.clone(),
+                move || kafka::probe(consumer.clone()),
+            ),
+        );
+        tasks.spawn(
+            "watch-registry",
+            admin::watch(readiness, "registry", every, token.clone(), move || {
+                let r = registry.clone();
+                async move { r.probe().await }
+            }),
+        );
         tasks.join(grace).await
     }
 }

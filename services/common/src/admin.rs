@@ -138,3 +138,44 @@ pub async fn serve(
     };
     Ok((local, Box::pin(fut)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn watch_follows_the_dependency_both_ways() {
+        let r = Readiness::new(&["kafka"]);
+        let token = CancellationToken::new();
+        let calls = std::sync::Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        // Down on the first check, up on the second, down again from the third on.
+        let task = tokio::spawn(watch(
+            r.clone(),
+            "kafka",
+            std::time::Duration::from_secs(5),
+            token.clone(),
+            move || {
+                let n = c.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n == 1 {
+                        Ok("up".to_string())
+                    } else {
+                        Err("down".to_string())
+                    }
+                }
+            },
+        ));
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            seen.push(r.is_ready());
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        }
+        assert_eq!(seen, vec![false, true, false]);
+        assert_eq!(r.snapshot()["checks"]["kafka"]["detail"], "down");
+        token.cancel();
+        task.await.expect("join").expect("clean stop");
+    }
+}

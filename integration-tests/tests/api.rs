@@ -131,6 +131,8 @@ impl Writer {
             text: Some(m.text.clone()),
             system_msg: None,
             raw_tags: Vec::new(),
+            received_at: None,
+            raw_line: None,
         };
         self.write_records(&[Record::Moderation(Box::new(ev))])
             .await

@@ -63,6 +63,9 @@ fn sample(broadcaster_id: i64, n: i64) -> ChatMessage {
             key: "id".into(),
             value: format!("{n}"),
         }],
+        raw_line: Some(format!(
+            "@id={n};room-id=24538518 :cakebud!cakebud@cakebud.tmi.twitch.tv PRIVMSG #sneakylol :message {n}"
+        )),
     }
 }
 

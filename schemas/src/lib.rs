@@ -42,6 +42,10 @@ pub const CQL_MIGRATIONS: &[(&str, &str)] = &[
         "0004_moderation.cql",
         include_str!("../cql/0004_moderation.cql"),
     ),
+    (
+        "0005_raw_lines.cql",
+        include_str!("../cql/0005_raw_lines.cql"),
+    ),
 ];
 
 /// Width of one chat partition ("bucket") in milliseconds: five minutes.
@@ -133,6 +137,10 @@ pub struct ChatMessage {
     pub room: Room,
     pub user: User,
     pub raw_tags: Vec<Tag>,
+    /// The exact IRC line Twitch sent (without its line ending); `None` in records written
+    /// before the field existed (schema version 1).
+    #[serde(default)]
+    pub raw_line: Option<String>,
 }
 
 /// One live channel seen by a Helix poll; mirrors `live_stream.avsc`.
@@ -197,6 +205,12 @@ pub struct ModerationEvent {
     pub text: Option<String>,
     pub system_msg: Option<String>,
     pub raw_tags: Vec<ModTag>,
+    /// When chat-listener read the line, ms since the epoch; `None` before schema version 2.
+    #[serde(default)]
+    pub received_at: Option<i64>,
+    /// The exact IRC line Twitch sent; `None` before schema version 2.
+    #[serde(default)]
+    pub raw_line: Option<String>,
 }
 
 impl ChatMessage {

@@ -156,6 +156,8 @@ fn avro_schemas_parse_and_records_round_trip() {
             key: "k".into(),
             value: "v".into(),
         }],
+        received_at: Some(7),
+        raw_line: Some("@k=v :tmi.twitch.tv CLEARCHAT #c".into()),
     };
     let value = to_value(&ev)
         .expect("to value")

@@ -114,6 +114,8 @@ async fn main() -> anyhow::Result<()> {
                 text: Some(m.text.clone()),
                 system_msg: None,
                 raw_tags: Vec::new(),
+                received_at: None,
+                raw_line: None,
             })));
         }
         records.push(Record::Chat(Box::new(m)));

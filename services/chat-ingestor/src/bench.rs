@@ -71,7 +71,7 @@ pub fn synth(i: u64, channels: u64, sent_ts: i64) -> ChatMessage {
         }]
     });
     let reply = h.is_multiple_of(10);
-    ChatMessage {
+    let mut m = ChatMessage {
         broadcaster_id,
         id: format!(
             "{:08x}-{:04x}-4000-8000-{:012x}",
@@ -142,7 +142,65 @@ pub fn synth(i: u64, channels: u64, sent_ts: i64) -> ChatMessage {
                 value: sent_ts.to_string(),
             },
         ],
+        raw_line: None,
+    };
+    if std::env::var_os("TCI_BENCH_NO_RAW_LINE").is_none() {
+        m.raw_line = Some(raw_line_of(&m));
     }
+    m
+}
+
+/// A PRIVMSG line as Twitch would send it for `m` (tags in Twitch's order), so the benchmark
+/// carries raw lines of a realistic size. `TCI_BENCH_NO_RAW_LINE=1` leaves them out, to measure
+/// what keeping them costs.
+fn raw_line_of(m: &ChatMessage) -> String {
+    use std::fmt::Write as _;
+    let badges = |b: &Option<Vec<Badge>>| {
+        b.iter()
+            .flatten()
+            .map(|b| format!("{}/{}", b.name, b.version))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let emotes = m
+        .emotes
+        .iter()
+        .flatten()
+        .map(|e| {
+            let ranges: Vec<String> = e
+                .positions
+                .iter()
+                .map(|p| format!("{}-{}", p.start, p.end))
+                .collect();
+            format!("{}:{}", e.id, ranges.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join("/");
+    let u = &m.user;
+    let mut line = String::with_capacity(512);
+    let _ = write!(
+        line,
+        "@badge-info={};badges={};client-nonce={};color={};display-name={};emotes={};first-msg=0;flags=;id={};mod={};returning-chatter=0;room-id={};subscriber={};tmi-sent-ts={};turbo=0;user-id={};user-type= :{}!{}@{}.tmi.twitch.tv PRIVMSG #{} :{}{}",
+        badges(&u.badge_info),
+        badges(&u.badges),
+        m.raw_tags.iter().find(|t| t.key == "client-nonce").map_or("", |t| t.value.as_str()),
+        u.color.as_deref().unwrap_or(""),
+        u.display_name,
+        emotes,
+        m.id,
+        u8::from(u.is_mod),
+        m.broadcaster_id,
+        u8::from(u.subscriber),
+        m.sent_timestamp,
+        u.id,
+        u.name,
+        u.name,
+        u.name,
+        m.room.name,
+        if m.is_me { "\u{1}ACTION " } else { "" },
+        m.text,
+    );
+    line
 }
 
 /// Produces `count` messages numbered from `first` to `topic`; `rate` limits messages per second

@@ -54,6 +54,10 @@ pub struct ChatRow {
     pub message_id: String,
     pub user_id: Option<i64>,
     pub message: String,
+    /// When chat-listener read the line.
+    pub received_at: i64,
+    /// The exact IRC line; `None` for records from before schema version 2.
+    pub raw_line: Option<String>,
 }
 
 /// One `moderation_events` row.
@@ -71,6 +75,8 @@ pub struct ModerationRow {
     pub msg_id: Option<String>,
     pub text: Option<String>,
     pub system_msg: Option<String>,
+    pub received_at: Option<i64>,
+    pub raw_line: Option<String>,
 }
 
 /// One `deleted_messages` row.
@@ -124,6 +130,8 @@ pub fn plan<'a>(records: impl IntoIterator<Item = &'a Record>, max_rows_per_batc
                     message_id: m.id.clone(),
                     user_id,
                     message: m.to_spec_json(),
+                    received_at: m.received_at,
+                    raw_line: m.raw_line.clone(),
                 });
                 by_partition
                     .entry((m.broadcaster_id, bucket))
@@ -189,6 +197,8 @@ fn moderation_row(e: &ModerationEvent, bucket: i64) -> ModerationRow {
         msg_id: e.msg_id.clone(),
         text: e.text.clone(),
         system_msg: e.system_msg.clone(),
+        received_at: e.received_at,
+        raw_line: e.raw_line.clone(),
     }
 }
 
@@ -253,11 +263,11 @@ impl Writer {
         };
         let ks = keyspace;
         let st = Statements {
-            chat: prep(format!("INSERT INTO {ks}.chat_messages (broadcaster_id, bucket, sent_ts, message_id, user_id, message) VALUES (?, ?, ?, ?, ?, ?)")).await?,
-            user_chat: prep(format!("INSERT INTO {ks}.user_chat_messages (broadcaster_id, user_id, bucket, sent_ts, message_id, message) VALUES (?, ?, ?, ?, ?, ?)")).await?,
+            chat: prep(format!("INSERT INTO {ks}.chat_messages (broadcaster_id, bucket, sent_ts, message_id, user_id, message, received_at, raw_line) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")).await?,
+            user_chat: prep(format!("INSERT INTO {ks}.user_chat_messages (broadcaster_id, user_id, bucket, sent_ts, message_id, message, received_at, raw_line) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")).await?,
             bucket: prep(format!("INSERT INTO {ks}.chat_buckets (broadcaster_id, bucket) VALUES (?, ?)")).await?,
             user_bucket: prep(format!("INSERT INTO {ks}.user_chat_buckets (broadcaster_id, user_id, bucket) VALUES (?, ?, ?)")).await?,
-            moderation: prep(format!("INSERT INTO {ks}.moderation_events (broadcaster_id, bucket, sent_ts, event_id, kind, target_user_id, target_user_login, target_message_id, ban_duration_seconds, msg_id, text, system_msg) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")).await?,
+            moderation: prep(format!("INSERT INTO {ks}.moderation_events (broadcaster_id, bucket, sent_ts, event_id, kind, target_user_id, target_user_login, target_message_id, ban_duration_seconds, msg_id, text, system_msg, received_at, raw_line) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")).await?,
             deletion: prep(format!("INSERT INTO {ks}.deleted_messages (broadcaster_id, bucket, message_id, reason) VALUES (?, ?, ?, ?)")).await?,
         };
         Ok(Self {
@@ -400,6 +410,8 @@ impl Writer {
                             r.message_id.as_str(),
                             r.user_id,
                             r.message.as_str(),
+                            r.received_at,
+                            r.raw_line.as_deref(),
                         )
                     })
                     .collect();
@@ -418,6 +430,8 @@ impl Writer {
                             r.sent_ts,
                             r.message_id.as_str(),
                             r.message.as_str(),
+                            r.received_at,
+                            r.raw_line.as_deref(),
                         ))
                     })
                     .collect();
@@ -450,6 +464,8 @@ impl Writer {
                         m.msg_id.as_deref(),
                         m.text.as_deref(),
                         m.system_msg.as_deref(),
+                        m.received_at,
+                        m.raw_line.as_deref(),
                     ),
                 )
                 .await
@@ -560,6 +576,8 @@ mod tests {
             text: Some("bad words".into()),
             system_msg: None,
             raw_tags: vec![],
+            received_at: None,
+            raw_line: None,
         }))
     }
 

@@ -19,7 +19,7 @@ use std::hint::black_box;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use chat_listener::irc;
-use chat_listener::record::{self, Record, RoomStates};
+use chat_listener::record::{self, Derived, Record, RoomStates};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const FIXTURE: &str = include_str!("../tests/fixtures/twitch_lines.txt");
@@ -77,7 +77,9 @@ fn bench_all_lines(c: &mut Criterion) {
                 let Ok(m) = irc::parse(black_box(l)) else {
                     continue;
                 };
-                if let Ok(Record::Chat(msg)) = record::process(&m, &mut rooms, 0) {
+                if let Ok(Record::Chat(msg)) =
+                    record::process(&m, &mut rooms, 0, &mut Derived::default())
+                {
                     black_box(encode(&schema, &msg));
                 }
             }
@@ -114,7 +116,12 @@ fn bench_privmsg(c: &mut Criterion) {
         b.iter(|| {
             for l in &lines {
                 if let Ok(m) = irc::parse(black_box(l)) {
-                    let _ = black_box(record::build_chat_message(&m, &rooms, 0));
+                    let _ = black_box(record::build_chat_message(
+                        &m,
+                        &rooms,
+                        0,
+                        &mut Derived::default(),
+                    ));
                 }
             }
         })
@@ -123,7 +130,9 @@ fn bench_privmsg(c: &mut Criterion) {
         b.iter(|| {
             for l in &lines {
                 if let Ok(m) = irc::parse(black_box(l)) {
-                    if let Ok(msg) = record::build_chat_message(&m, &rooms, 0) {
+                    if let Ok(msg) =
+                        record::build_chat_message(&m, &rooms, 0, &mut Derived::default())
+                    {
                         black_box(encode(&schema, &msg));
                     }
                 }
@@ -135,8 +144,13 @@ fn bench_privmsg(c: &mut Criterion) {
         .expect("datum writer");
     // The direct serde path must give the very bytes of the Value path.
     for l in &lines {
-        let msg =
-            record::build_chat_message(&irc::parse(l).expect("parse"), &rooms, 0).expect("build");
+        let msg = record::build_chat_message(
+            &irc::parse(l).expect("parse"),
+            &rooms,
+            0,
+            &mut Derived::default(),
+        )
+        .expect("build");
         assert_eq!(
             writer.write_ser_to_vec(&msg).expect("write_ser"),
             encode(&schema, &msg),
@@ -148,7 +162,9 @@ fn bench_privmsg(c: &mut Criterion) {
         b.iter(|| {
             for l in &lines {
                 if let Ok(m) = irc::parse(black_box(l)) {
-                    if let Ok(msg) = record::build_chat_message(&m, &rooms, 0) {
+                    if let Ok(msg) =
+                        record::build_chat_message(&m, &rooms, 0, &mut Derived::default())
+                    {
                         buf.clear();
                         writer.write_ser(&mut buf, &msg).expect("write_ser");
                         black_box(&buf);

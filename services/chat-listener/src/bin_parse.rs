@@ -28,7 +28,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tci_schemas::{ChatMessage, ModerationEvent, PyJson, Room};
 
 use crate::irc::{self, unescape, Message, ParseError, MAX_LINE_LEN};
-use crate::record::{self, Record, RoomStates};
+use crate::record::{self, Derived, Record, RoomStates};
 
 /// Counts of one run of [`parse_lines`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,8 +41,21 @@ pub struct ParseSummary {
 
 /// Reads raw IRC lines from `input` until EOF and writes one JSON object per line to `output`
 /// (see the module docs for the format). Returns the counts; fails only on I/O errors.
-pub fn parse_lines(mut input: impl BufRead, mut output: impl Write) -> io::Result<ParseSummary> {
+pub fn parse_lines(input: impl BufRead, output: impl Write) -> io::Result<ParseSummary> {
+    parse_lines_with(input, output, &[])
+}
+
+/// [`parse_lines`] with channels' room ids known beforehand (`(login, id)`), as the running
+/// listener knows them from the live-stream records of the channels it joins.
+pub fn parse_lines_with(
+    mut input: impl BufRead,
+    mut output: impl Write,
+    room_ids: &[(String, i64)],
+) -> io::Result<ParseSummary> {
     let mut rooms = RoomStates::new();
+    for (login, id) in room_ids {
+        rooms.learn_room_id(login, &id.to_string());
+    }
     let mut summary = ParseSummary::default();
     let mut buf = Vec::with_capacity(1024);
     while let Some(total_len) = read_line_bounded(&mut input, &mut buf, MAX_LINE_LEN + 1)? {
@@ -77,13 +90,16 @@ fn describe_line(
     received_at_ms: i64,
 ) -> Result<String, String> {
     let msg = irc::parse_bytes(line).map_err(|e| error_json(n, None, &e))?;
-    Ok(match record::process(&msg, rooms, received_at_ms) {
-        Ok(Record::Chat(chat)) => privmsg_json(&chat),
-        Ok(Record::RoomState(room)) => roomstate_json(&room),
-        Ok(Record::Moderation(event)) => generic_json(&msg, Some(&event)),
-        Ok(Record::Other) => generic_json(&msg, None),
-        Err(e) => return Err(error_json(n, Some(msg.command()), &e)),
-    })
+    let mut derived = Derived::default();
+    Ok(
+        match record::process(&msg, rooms, received_at_ms, &mut derived) {
+            Ok(Record::Chat(chat)) => privmsg_json(&chat, derived),
+            Ok(Record::RoomState(room)) => roomstate_json(&room),
+            Ok(Record::Moderation(event)) => generic_json(&msg, Some((&event, derived))),
+            Ok(Record::Other) => generic_json(&msg, None),
+            Err(e) => return Err(error_json(n, Some(msg.command()), &e)),
+        },
+    )
 }
 
 fn error_json(n: u64, command: Option<&str>, error: &dyn std::error::Error) -> String {
@@ -99,13 +115,26 @@ fn error_json(n: u64, command: Option<&str>, error: &dyn std::error::Error) -> S
     j.finish()
 }
 
-fn privmsg_json(chat: &ChatMessage) -> String {
+/// `"derived": ["id", ...]` when the record needed a derived or resolved value.
+fn derived_json(j: &mut PyJson, derived: Derived) {
+    if derived == Derived::default() {
+        return;
+    }
+    j.key("derived").begin_array();
+    for label in derived.labels() {
+        j.string(label);
+    }
+    j.end_array();
+}
+
+fn privmsg_json(chat: &ChatMessage, derived: Derived) -> String {
     let mut j = PyJson::with_capacity(1024 + chat.text.len() * 2);
     j.begin_object();
     j.key("kind").string("privmsg");
     j.key("broadcaster_id").int(chat.broadcaster_id);
     j.key("message_id").string(&chat.id);
     j.key("timestamp").int(chat.sent_timestamp);
+    derived_json(&mut j, derived);
     j.key("message");
     chat.write_spec_json(&mut j);
     j.end_object();
@@ -129,7 +158,7 @@ fn roomstate_json(room: &Room) -> String {
     j.finish()
 }
 
-fn generic_json(msg: &Message<'_>, event: Option<&ModerationEvent>) -> String {
+fn generic_json(msg: &Message<'_>, event: Option<(&ModerationEvent, Derived)>) -> String {
     let mut j = PyJson::with_capacity(msg.raw().len() + 128);
     j.begin_object();
     j.key("kind").string(&msg.command().to_ascii_lowercase());
@@ -146,7 +175,8 @@ fn generic_json(msg: &Message<'_>, event: Option<&ModerationEvent>) -> String {
     }
     j.end_array();
     j.key("trailing").opt_string(msg.trailing());
-    if let Some(e) = event {
+    if let Some((e, derived)) = event {
+        derived_json(&mut j, derived);
         j.key("event");
         event_json(&mut j, e);
     }

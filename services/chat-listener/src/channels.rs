@@ -30,7 +30,11 @@ use crate::{config::ChannelsConfig, metrics::M};
 /// A change to the set of joined channels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PoolCmd {
-    Join(String),
+    /// Join `channel` (a login); `room_id` is its broadcaster id from the live-stream record.
+    Join {
+        channel: String,
+        room_id: i64,
+    },
     Part(String),
 }
 
@@ -206,7 +210,7 @@ pub async fn run(
                     Ok(ls) => match live.observe(&ls.broadcaster_login, ls.observed_at, partition, tci_common::now_ms()) {
                         Ok(Some(join)) => {
                             debug!(channel = %join, broadcaster_id = ls.broadcaster_id, "channel is live: joining");
-                            if pool.send(PoolCmd::Join(join)).await.is_err() {
+                            if pool.send(PoolCmd::Join { channel: join, room_id: ls.broadcaster_id }).await.is_err() {
                                 return Ok(());
                             }
                         }

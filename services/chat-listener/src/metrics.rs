@@ -12,6 +12,7 @@ pub struct Metrics {
     pub lines: IntCounterVec,
     pub parse_errors: IntCounterVec,
     pub record_errors: IntCounterVec,
+    pub derived_fields: IntCounterVec,
     pub reconnects: IntCounterVec,
     pub published: IntCounterVec,
     pub publish_failed: IntCounterVec,
@@ -52,6 +53,11 @@ pub static M: LazyLock<Metrics> = LazyLock::new(|| {
         "tci_chat_listener_record_errors_total",
         "Chat/moderation lines missing what a record needs, by reason.",
         &["reason"],
+    ),
+    derived_fields: t::counter_vec(
+        "tci_chat_listener_derived_fields_total",
+        "Records whose line lacked a tag that was then resolved or derived, by field: room-id (from the channel's known id), tmi-sent-ts (receive time), id (hash of room, sender, time and text).",
+        &["field"],
     ),
     reconnects: t::counter_vec(
         "tci_chat_listener_reconnects_total",

@@ -104,6 +104,14 @@ pub async fn migrate(
             .replace("{keyspace}", ks)
             .replace("{replication}", &cfg.replication);
         for stmt in statements(&text) {
+            if let Some((table, column)) = added_column(&stmt) {
+                if column_exists(session, ks, table, column)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("migration {name}: {e}\n  statement: {stmt}"))?
+                {
+                    continue;
+                }
+            }
             session
                 .query_unpaged(stmt.as_str(), ())
                 .await
@@ -132,6 +140,39 @@ pub async fn migrate(
     Ok(applied)
 }
 
+/// `(table, column)` of an `ALTER TABLE ks.table ADD column type` statement. Neither Cassandra
+/// before 5.0 nor ScyllaDB accepts `ADD IF NOT EXISTS`, so the runner makes these idempotent by
+/// looking the column up first.
+fn added_column(stmt: &str) -> Option<(&str, &str)> {
+    let mut words = stmt.split_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("ALTER") || !words.next()?.eq_ignore_ascii_case("TABLE")
+    {
+        return None;
+    }
+    let table = words.next()?;
+    let table = table.rsplit_once('.').map_or(table, |(_, t)| t);
+    if !words.next()?.eq_ignore_ascii_case("ADD") {
+        return None;
+    }
+    Some((table, words.next()?))
+}
+
+async fn column_exists(
+    session: &Session,
+    keyspace: &str,
+    table: &str,
+    column: &str,
+) -> anyhow::Result<bool> {
+    let rows = session
+        .query_unpaged(
+            "SELECT column_name FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ? AND column_name = ?",
+            (keyspace, table, column),
+        )
+        .await?
+        .into_rows_result()?;
+    Ok(rows.rows_num() > 0)
+}
+
 /// True when Cassandra answers a trivial query (used by `/readyz`).
 pub async fn reachable(session: &Session) -> bool {
     session
@@ -150,11 +191,18 @@ mod tests {
             let s = statements(text);
             assert!(!s.is_empty(), "{name}");
             for st in &s {
-                assert!(st.starts_with("CREATE"), "{name}: {st}");
-                assert!(
-                    st.contains("IF NOT EXISTS"),
-                    "{name} must be idempotent: {st}"
-                );
+                match added_column(st) {
+                    Some((table, column)) => {
+                        assert!(!table.is_empty() && !column.is_empty(), "{name}: {st}")
+                    }
+                    None => {
+                        assert!(st.starts_with("CREATE"), "{name}: {st}");
+                        assert!(
+                            st.contains("IF NOT EXISTS"),
+                            "{name} must be idempotent: {st}"
+                        );
+                    }
+                }
                 // Nothing ScyllaDB lacks.
                 for banned in [
                     "StorageAttachedIndex",
@@ -167,6 +215,12 @@ mod tests {
             }
         }
         assert_eq!(statements("a; -- x;\n b ;"), vec!["a", "b"]);
+        assert_eq!(
+            added_column("ALTER TABLE ks.chat_messages ADD raw_line text"),
+            Some(("chat_messages", "raw_line"))
+        );
+        assert_eq!(added_column("ALTER TABLE t DROP c"), None);
+        assert_eq!(added_column("CREATE TABLE IF NOT EXISTS t (a int)"), None);
     }
 
     #[test]

@@ -459,6 +459,85 @@ mod tests {
             .is_err());
     }
 
+    /// The schema as it was before `fields` were added (version 1 of a subject).
+    fn without_fields(avsc: &str, fields: &[&str]) -> Schema {
+        let mut v: serde_json::Value = serde_json::from_str(avsc).expect("json");
+        if let Some(list) = v["fields"].as_array_mut() {
+            list.retain(|f| !fields.contains(&f["name"].as_str().unwrap_or_default()));
+        }
+        Schema::parse_str(&v.to_string()).expect("older schema")
+    }
+
+    /// Avro bytes of `item` written with `schema`, minus the `dropped` fields (an older writer).
+    #[allow(deprecated)]
+    fn written_by_older<T: Serialize>(item: &T, schema: &Schema, dropped: &[&str]) -> Vec<u8> {
+        let mut value = apache_avro::to_value(item).expect("value");
+        if let apache_avro::types::Value::Record(fields) = &mut value {
+            fields.retain(|(name, _)| !dropped.contains(&name.as_str()));
+        }
+        apache_avro::to_avro_datum(schema, value.resolve(schema).expect("resolve")).expect("encode")
+    }
+
+    #[test]
+    fn records_of_schema_version_1_still_decode() {
+        // chat_message v1 had no raw_line; moderation_event v1 had no received_at/raw_line.
+        let v1 = without_fields(tci_schemas::CHAT_MESSAGE_AVSC, &["raw_line"]);
+        let m = tci_schemas::ChatMessage {
+            id: "old".into(),
+            text: "before raw lines".into(),
+            ..Default::default()
+        };
+        let bytes = written_by_older(&m, &v1, &["raw_line"]);
+        let cached = cache_schema(1, v1).expect("cache");
+        let back: tci_schemas::ChatMessage = cached
+            .reader
+            .read_deser(&mut &bytes[..])
+            .expect("decode v1");
+        assert_eq!(back, m);
+        assert_eq!(back.raw_line, None);
+
+        let dropped = ["received_at", "raw_line"];
+        let v1 = without_fields(tci_schemas::MODERATION_EVENT_AVSC, &dropped);
+        let ev = tci_schemas::ModerationEvent {
+            broadcaster_id: 1,
+            kind: tci_schemas::ModerationKind::ClearChat,
+            event_id: "e".into(),
+            sent_timestamp: 2,
+            channel: "c".into(),
+            target_user_id: None,
+            target_user_login: None,
+            target_message_id: None,
+            ban_duration_seconds: None,
+            msg_id: None,
+            text: None,
+            system_msg: None,
+            raw_tags: vec![],
+            received_at: None,
+            raw_line: None,
+        };
+        let bytes = written_by_older(&ev, &v1, &dropped);
+        let cached = cache_schema(2, v1).expect("cache");
+        let back: tci_schemas::ModerationEvent = cached
+            .reader
+            .read_deser(&mut &bytes[..])
+            .expect("decode v1");
+        assert_eq!(back, ev);
+
+        // And version 2 written, version 2 read, keeps the line.
+        let v2 = Schema::parse_str(tci_schemas::CHAT_MESSAGE_AVSC).expect("schema");
+        let cached = cache_schema(3, v2).expect("cache");
+        let m2 = tci_schemas::ChatMessage {
+            raw_line: Some("@id=x :u!u@u PRIVMSG #c :hi".into()),
+            ..m
+        };
+        let bytes = encode_with(&cached, &m2).expect("encode");
+        let back: tci_schemas::ChatMessage = cached
+            .reader
+            .read_deser(&mut &bytes[5..])
+            .expect("decode v2");
+        assert_eq!(back, m2);
+    }
+
     #[test]
     fn only_registry_outages_are_retriable() {
         let outage = DecodeError::Schema {

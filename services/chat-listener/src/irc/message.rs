@@ -250,6 +250,23 @@ impl<'a> Message<'a> {
         self.trailing
     }
 
+    /// The text after the target (the first parameter): the message of a PRIVMSG or
+    /// USERNOTICE, the deleted message of a CLEARMSG, the login of a CLEARCHAT.
+    ///
+    /// IRC lets a server omit the `:` before a last parameter that holds no space, and Twitch
+    /// does (`PRIVMSG #pajlada Cheer1`), so this is the trailing parameter when there is one,
+    /// else whatever follows the first middle parameter. `None` when there is nothing after the
+    /// target; `Some("")` for an explicit empty trailing (`PRIVMSG #c :`).
+    pub fn text(&self) -> Option<&'a str> {
+        if self.trailing.is_some() {
+            return self.trailing;
+        }
+        let rest = self.middle.trim_start_matches(' ');
+        let after_target = &rest[memchr(b' ', rest.as_bytes())?..];
+        let after_target = after_target.trim_matches(' ');
+        (!after_target.is_empty()).then_some(after_target)
+    }
+
     /// The first middle parameter, with its leading `#` removed when it is a channel.
     pub fn channel(&self) -> Option<&'a str> {
         let first = self.params().next()?;

@@ -128,6 +128,27 @@ mod tests {
     }
 
     #[test]
+    fn text_with_and_without_the_colon() {
+        // RFC 1459: the colon may be omitted before a last parameter without spaces.
+        let m = parse("@id=1 :u!u@u PRIVMSG #pajlada Cheer1").unwrap();
+        assert_eq!(m.trailing(), None);
+        assert_eq!(m.channel(), Some("pajlada"));
+        assert_eq!(m.text(), Some("Cheer1"));
+        let m = parse(":u!u@u PRIVMSG #c :two words").unwrap();
+        assert_eq!(m.text(), Some("two words"));
+        let m = parse(":u!u@u PRIVMSG #c :").unwrap();
+        assert_eq!(m.text(), Some(""));
+        let m = parse(":u!u@u PRIVMSG #c").unwrap();
+        assert_eq!(m.text(), None);
+        let m = parse(":u!u@u PRIVMSG   #c   word  ").unwrap();
+        assert_eq!(m.text(), Some("word"));
+        let m = parse(":tmi.twitch.tv CLEARCHAT #c ronni").unwrap();
+        assert_eq!(m.text(), Some("ronni"));
+        let m = parse(":tmi.twitch.tv CLEARCHAT #c").unwrap();
+        assert_eq!(m.text(), None);
+    }
+
+    #[test]
     fn extra_spaces_are_tolerated() {
         let m = parse("@a=1  :n!n@h  PRIVMSG   #c   :x y").unwrap();
         assert_eq!(m.nick(), Some("n"));

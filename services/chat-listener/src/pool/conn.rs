@@ -2,7 +2,7 @@
 //! reconnection with capped exponential backoff and jitter (re-joining its channels).
 
 use std::{
-    collections::{BTreeSet, VecDeque},
+    collections::{BTreeMap, VecDeque},
     sync::{Arc, LazyLock},
     time::Duration,
 };
@@ -21,7 +21,7 @@ use crate::{
     config::IrcConfig,
     irc,
     metrics::{command_label, M},
-    record::{self, Record, RoomStates},
+    record::{self, Derived, Record, RoomStates},
 };
 
 static LOG: LazyLock<LogLimiter> = LazyLock::new(|| LogLimiter::new(Duration::from_secs(10)));
@@ -29,7 +29,9 @@ static LOG: LazyLock<LogLimiter> = LazyLock::new(|| LogLimiter::new(Duration::fr
 /// A change for one connection.
 #[derive(Debug)]
 pub enum ConnCmd {
-    Join(String),
+    /// Join a channel: its login and its room id from the live-stream record (for lines that
+    /// arrive with an empty `room-id` tag).
+    Join(String, i64),
     Part(String),
 }
 
@@ -64,7 +66,7 @@ pub async fn run(
     limiter: Arc<JoinLimiter>,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut channels: BTreeSet<String> = BTreeSet::new();
+    let mut channels: BTreeMap<String, i64> = BTreeMap::new();
     let mut backoff = Backoff::new(cfg.reconnect_min, cfg.reconnect_max);
     let nick = cfg
         .nick
@@ -109,7 +111,7 @@ pub async fn run(
                         _ = token.cancelled() => return Ok(()),
                         _ = tokio::time::sleep_until(deadline) => break,
                         cmd = cmds.recv() => match cmd {
-                            Some(ConnCmd::Join(c)) => { channels.insert(c); }
+                            Some(ConnCmd::Join(c, id)) => { channels.insert(c, id); }
                             Some(ConnCmd::Part(c)) => { channels.remove(&c); }
                             None => return Ok(()),
                         },
@@ -137,7 +139,7 @@ struct Session<'a> {
     id: usize,
     cfg: &'a IrcConfig,
     nick: &'a str,
-    channels: &'a mut BTreeSet<String>,
+    channels: &'a mut BTreeMap<String, i64>,
     out: &'a mpsc::Sender<Outgoing>,
     limiter: &'a JoinLimiter,
 }
@@ -171,7 +173,10 @@ impl Session<'_> {
             }
         }
         let mut rooms = RoomStates::new();
-        let mut pending: VecDeque<String> = self.channels.iter().cloned().collect();
+        for (channel, room_id) in self.channels.iter() {
+            rooms.learn_room_id(channel, &room_id.to_string());
+        }
+        let mut pending: VecDeque<String> = self.channels.keys().cloned().collect();
         let mut next_join = Instant::now();
         let mut ping = tokio::time::interval_at(
             Instant::now() + self.cfg.ping_interval,
@@ -241,8 +246,9 @@ impl Session<'_> {
                 }
                 cmd = cmds.recv() => match cmd {
                     None => return End::Cancelled,
-                    Some(ConnCmd::Join(c)) => {
-                        if self.channels.insert(c.clone()) {
+                    Some(ConnCmd::Join(c, room_id)) => {
+                        rooms.learn_room_id(&c, &room_id.to_string());
+                        if self.channels.insert(c.clone(), room_id).is_none() {
                             pending.push_back(c);
                         }
                     }
@@ -323,7 +329,18 @@ impl Session<'_> {
             }
             _ => {}
         }
-        let record = match record::process(&msg, rooms, tci_common::now_ms()) {
+        let mut derived = Derived::default();
+        let processed = record::process(&msg, rooms, tci_common::now_ms(), &mut derived);
+        for field in derived.labels() {
+            M.derived_fields.with_label_values(&[field]).inc();
+        }
+        if derived.id || derived.sent_timestamp {
+            if let Some(n) = LOG.allow("derived") {
+                let head: String = line.chars().take(300).collect();
+                info!(connection = self.id, command = cmd, channel = msg.channel().unwrap_or(""), id_derived = derived.id, sent_ts_derived = derived.sent_timestamp, line = %head, suppressed = n, "line without id or tmi-sent-ts: derived (see tci_chat_listener_derived_fields_total)");
+            }
+        }
+        let record = match processed {
             Ok(Record::Chat(m)) => OutRecord::Chat(m),
             Ok(Record::Moderation(e)) => OutRecord::Moderation(e),
             Ok(Record::RoomState(_) | Record::Other) => return LineAction::None,

@@ -48,7 +48,7 @@ pub async fn run(
             cmd = cmds.recv() => {
                 let Some(cmd) = cmd else { break };
                 match cmd {
-                    PoolCmd::Join(ch) => {
+                    PoolCmd::Join { channel: ch, room_id } => {
                         if placed.contains_key(&ch) {
                             continue;
                         }
@@ -65,7 +65,7 @@ pub async fn run(
                         };
                         conns[idx].channels += 1;
                         placed.insert(ch.clone(), idx);
-                        if conns[idx].tx.send(ConnCmd::Join(ch)).await.is_err() {
+                        if conns[idx].tx.send(ConnCmd::Join(ch, room_id)).await.is_err() {
                             break;
                         }
                     }

@@ -9,18 +9,29 @@ use crate::irc::{unescape, Message};
 /// The CTCP wrapper of `/me` messages: `\x01ACTION text\x01`.
 const ACTION_START: &str = "\u{1}ACTION";
 
-/// Builds the wire record of a PRIVMSG.
+/// Builds the wire record of a PRIVMSG, keeping the exact line in `raw_line`.
 ///
 /// `rooms` supplies the channel's merged ROOMSTATE; before the first ROOMSTATE of a channel the
-/// room holds only its name and the `room-id` tag. `received_at_ms` is when the line was read.
+/// room holds only its name and the room id. `received_at_ms` is when the line was read.
 ///
-/// Required tags are `id`, `room-id` (an integer) and `tmi-sent-ts` (an integer); a missing or
-/// malformed one is an error naming it, as is a `bits` or `emotes` tag that does not parse.
-/// Every other tag is optional.
+/// Real Twitch lines do not always carry every tag, and a message is never dropped for what can
+/// be resolved or derived (each case is flagged in `derived`, for a metric):
+/// * `room-id` absent or empty: the channel's room id known from its ROOMSTATE, from an earlier
+///   line of the channel, or from the live-stream record ([`RoomStates::learn_room_id`]). Only
+///   when none is known is the line refused ([`RecordError::MissingTag`]): it cannot be
+///   attributed to a channel.
+/// * `tmi-sent-ts` absent or empty: the receive time.
+/// * `id` absent or empty: [`derived_message_id`] of the room, the sender, the timestamp and the
+///   text, so a replay or a second capture of the same line gets the same id.
+/// * text without the `:` (`PRIVMSG #c Cheer1`): see [`Message::text`].
+///
+/// A present but malformed `room-id` or `tmi-sent-ts` is an error naming it; a malformed `bits`
+/// or `emotes` degrades to none (the raw line keeps it). Every other tag is optional.
 pub fn build_chat_message(
     msg: &Message<'_>,
     rooms: &RoomStates,
     received_at_ms: i64,
+    derived: &mut Derived,
 ) -> Result<ChatMessage, RecordError> {
     if msg.command() != "PRIVMSG" {
         return Err(RecordError::WrongCommand {
@@ -30,7 +41,7 @@ pub fn build_chat_message(
     }
     let channel = msg.channel().ok_or(RecordError::MissingChannel)?;
     let login = msg.nick().ok_or(RecordError::MissingPrefix)?;
-    let body = msg.trailing().ok_or(RecordError::MissingText)?;
+    let body = msg.text().ok_or(RecordError::MissingText)?;
 
     // One pass over the tags: remember the raw values we need, unescape every value once for
     // raw_tags.
@@ -69,10 +80,37 @@ pub fn build_chat_message(
         });
     }
 
-    let id = required("id", t.id)?;
-    let room_id_raw = required("room-id", t.room_id)?;
+    let room_id_raw = match t.room_id.filter(|r| !r.is_empty()) {
+        Some(r) => r,
+        None => {
+            derived.room_id = true;
+            rooms
+                .room_id(channel)
+                .ok_or(RecordError::MissingTag { tag: "room-id" })?
+        }
+    };
     let broadcaster_id = parse_i64("room-id", room_id_raw)?;
-    let sent_timestamp = parse_i64("tmi-sent-ts", required("tmi-sent-ts", t.sent)?)?;
+    let sent_timestamp = match t.sent.filter(|s| !s.is_empty()) {
+        Some(s) => parse_i64("tmi-sent-ts", s)?,
+        None => {
+            derived.sent_timestamp = true;
+            received_at_ms
+        }
+    };
+    let (text, is_me) = strip_action(body);
+    let id = match t.id.filter(|i| !i.is_empty()) {
+        Some(i) => unescape(i).into_owned(),
+        None => {
+            derived.id = true;
+            let sender = t.user_id.filter(|u| !u.is_empty()).unwrap_or(login);
+            if derived.sent_timestamp {
+                // Nothing in the line tells two sends apart but the line itself.
+                derived_message_id(&[room_id_raw, sender, msg.raw()])
+            } else {
+                derived_message_id(&[room_id_raw, sender, &sent_timestamp.to_string(), body])
+            }
+        }
+    };
     // `bits` and `emotes` are metadata: a malformed value must not cost the archive the message.
     // It degrades to "none" here and stays, verbatim, in `raw_tags`.
     let bits = match t.bits {
@@ -83,7 +121,6 @@ pub fn build_chat_message(
         None | Some("") => None,
         Some(e) => parse_emotes(e).ok().filter(|v| !v.is_empty()),
     };
-    let (text, is_me) = strip_action(body);
 
     let room = match rooms.get(channel) {
         Some(r) if r.room_id.is_empty() => Room {
@@ -120,7 +157,7 @@ pub fn build_chat_message(
 
     Ok(ChatMessage {
         broadcaster_id,
-        id: unescape(id).into_owned(),
+        id,
         sent_timestamp,
         received_at: received_at_ms,
         text: text.to_owned(),
@@ -137,7 +174,47 @@ pub fn build_chat_message(
         room,
         user,
         raw_tags,
+        raw_line: Some(msg.raw().to_owned()),
     })
+}
+
+/// What a builder had to resolve or derive because the line lacked it (one metric each).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Derived {
+    /// The `id` tag was absent or empty: the id is [`derived_message_id`] (or, for moderation
+    /// events, [`line_digest`](super::line_digest)).
+    pub id: bool,
+    /// The `tmi-sent-ts` tag was absent or empty: the receive time stands in.
+    pub sent_timestamp: bool,
+    /// The `room-id` tag was absent or empty: the channel's known room id stands in.
+    pub room_id: bool,
+}
+
+impl Derived {
+    /// The labels of the fields that were derived, for the metric.
+    pub fn labels(self) -> impl Iterator<Item = &'static str> {
+        [
+            (self.id, "id"),
+            (self.sent_timestamp, "tmi-sent-ts"),
+            (self.room_id, "room-id"),
+        ]
+        .into_iter()
+        .filter_map(|(set, label)| set.then_some(label))
+    }
+}
+
+/// The id of a message that came without one: `tci-` and the 64-bit FNV-1a hash of `parts`
+/// (each followed by a NUL byte) as 16 hex digits. Deterministic, so replays and duplicate
+/// captures of the same message merge into one row; the `tci-` prefix never collides with
+/// Twitch's UUIDs.
+pub fn derived_message_id(parts: &[&str]) -> String {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = parts
+        .iter()
+        .flat_map(|p| p.bytes().chain(std::iter::once(0)))
+        .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
+    format!("tci-{hash:016x}")
 }
 
 /// Raw values of the tags a chat message is built from.
@@ -165,15 +242,6 @@ struct Known<'a> {
     reply_parent_msg_body: Option<&'a str>,
     reply_thread_parent_msg_id: Option<&'a str>,
     reply_thread_parent_user_login: Option<&'a str>,
-}
-
-/// The tag's raw value, or [`RecordError::MissingTag`]. An empty value counts as missing.
-pub(crate) fn required<'a>(
-    tag: &'static str,
-    raw: Option<&'a str>,
-) -> Result<&'a str, RecordError> {
-    raw.filter(|v| !v.is_empty())
-        .ok_or(RecordError::MissingTag { tag })
 }
 
 /// An `i64` tag value, or an error naming the tag.
@@ -229,8 +297,10 @@ pub fn parse_badges(raw: &str) -> Option<Vec<Badge>> {
     (!badges.is_empty()).then_some(badges)
 }
 
-/// Parses an `emotes` value (`id:start-end,start-end/id2:start-end`), keeping tag order.
-/// Positions are inclusive code-point indexes into the message text.
+/// Parses an `emotes` value (`id:start-end,start-end/id2:start-end`), keeping tag order; an id
+/// listed more than once gets all its ranges, in tag order, under its first appearance.
+/// Positions are inclusive code-point indexes into the message text. Emote ids may contain `/`
+/// and `:` (`emotesv2_…`); the ranges are what follows the last `:` of each group.
 pub fn parse_emotes(raw: &str) -> Result<Vec<Emote>, RecordError> {
     let invalid = || RecordError::InvalidTag {
         tag: "emotes",
@@ -238,7 +308,7 @@ pub fn parse_emotes(raw: &str) -> Result<Vec<Emote>, RecordError> {
         expected: "id:start-end,start-end/id:start-end",
     };
     let mut emotes = Vec::new();
-    for part in raw.split('/').filter(|p| !p.is_empty()) {
+    for part in emote_groups(raw) {
         let (id, ranges) = part.rsplit_once(':').ok_or_else(invalid)?;
         if id.is_empty() {
             return Err(invalid());
@@ -253,10 +323,35 @@ pub fn parse_emotes(raw: &str) -> Result<Vec<Emote>, RecordError> {
             })
             .collect::<Option<Vec<_>>>()
             .ok_or_else(invalid)?;
-        emotes.push(Emote {
-            id: id.to_owned(),
-            positions,
-        });
+        // The same id may be listed twice (`25:1-5/25:9-13`): every range belongs to it.
+        match emotes.iter_mut().find(|e: &&mut Emote| e.id == id) {
+            Some(e) => e.positions.extend(positions),
+            None => emotes.push(Emote {
+                id: id.to_owned(),
+                positions,
+            }),
+        }
     }
     Ok(emotes)
+}
+
+/// Splits an `emotes` value into its `id:ranges` groups. Groups are separated by `/`, but an id
+/// may contain `/` too (`80481_/3:7-14`), so a piece without `:` belongs to the next piece.
+fn emote_groups(raw: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    let mut pieces = raw.match_indices('/').map(|(i, _)| i).chain([raw.len()]);
+    std::iter::from_fn(move || loop {
+        let end = pieces.next()?;
+        let group = &raw[start..end];
+        if group.contains(':') || end == raw.len() {
+            start = end + 1;
+            if group.is_empty() {
+                continue;
+            }
+            return Some(group);
+        }
+        if group.is_empty() {
+            start = end + 1;
+        }
+    })
 }

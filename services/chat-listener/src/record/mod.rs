@@ -11,7 +11,9 @@ mod chat;
 mod moderation;
 mod room;
 
-pub use chat::{build_chat_message, parse_badges, parse_emotes, strip_action};
+pub use chat::{
+    build_chat_message, derived_message_id, parse_badges, parse_emotes, strip_action, Derived,
+};
 pub use moderation::{build_moderation_event, line_digest};
 pub use room::RoomStates;
 
@@ -85,17 +87,33 @@ pub enum Record {
     Other,
 }
 
-/// Turns one parsed line into a [`Record`], updating `rooms` on ROOMSTATE.
+/// Turns one parsed line into a [`Record`], updating `rooms` on ROOMSTATE and learning the
+/// channel's room id from any line that carries one. `derived` is set for what the line lacked
+/// (see [`build_chat_message`]); the caller resets it.
 pub fn process(
     msg: &Message<'_>,
     rooms: &mut RoomStates,
     received_at_ms: i64,
+    derived: &mut Derived,
 ) -> Result<Record, RecordError> {
-    Ok(match msg.command() {
-        "PRIVMSG" => Record::Chat(Box::new(build_chat_message(msg, rooms, received_at_ms)?)),
-        "CLEARCHAT" | "CLEARMSG" | "USERNOTICE" => {
-            Record::Moderation(Box::new(build_moderation_event(msg, rooms)?))
+    let command = msg.command();
+    if matches!(command, "PRIVMSG" | "CLEARCHAT" | "CLEARMSG" | "USERNOTICE") {
+        if let (Some(channel), Some(id)) = (msg.channel(), msg.tag_raw("room-id")) {
+            if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+                rooms.learn_room_id(channel, id);
+            }
         }
+    }
+    Ok(match command {
+        "PRIVMSG" => Record::Chat(Box::new(build_chat_message(
+            msg,
+            rooms,
+            received_at_ms,
+            derived,
+        )?)),
+        "CLEARCHAT" | "CLEARMSG" | "USERNOTICE" => Record::Moderation(Box::new(
+            build_moderation_event(msg, rooms, received_at_ms, derived)?,
+        )),
         "ROOMSTATE" => Record::RoomState(rooms.apply(msg)?.clone()),
         _ => Record::Other,
     })

@@ -2,18 +2,20 @@
 
 use tci_schemas::{ModTag, ModerationEvent, ModerationKind};
 
-use super::chat::{non_empty, parse_i64, required};
+use super::chat::{non_empty, parse_i64, Derived};
 use super::room::{int_tag, RoomStates};
 use super::RecordError;
 use crate::irc::{unescape, Message};
 
 /// Builds the wire record of a CLEARCHAT, CLEARMSG or USERNOTICE line.
 ///
-/// Required: `tmi-sent-ts` and the channel id (integers). The channel id is the `room-id` tag,
-/// or, when that is empty or absent (Twitch's own CLEARMSG example has `room-id=`), the
-/// `room-id` of the channel's ROOMSTATE in `rooms`. `event_id` is the `id` tag when
-/// present, else [`line_digest`] of the raw line, so a duplicate delivery of the same line gets
-/// the same id.
+/// The channel id is the `room-id` tag or, when that is empty or absent (Twitch's own CLEARMSG
+/// example has `room-id=`), the channel's known room id ([`RoomStates::room_id`]); a line of a
+/// channel whose id is not known at all is refused. A missing `tmi-sent-ts` becomes the
+/// receive time. `event_id` is the `id` tag when present, else [`line_digest`] of the raw line,
+/// so a duplicate delivery of the same line gets the same id. What was resolved or derived is
+/// flagged in `derived`. The exact line and the receive time are kept (`raw_line`,
+/// `received_at`).
 ///
 /// * CLEARCHAT: `target_user_id` = `target-user-id`, `target_user_login` = trailing login,
 ///   `ban_duration_seconds` = `ban-duration` (`None` for a permanent ban). A full clear has no
@@ -25,6 +27,8 @@ use crate::irc::{unescape, Message};
 pub fn build_moderation_event(
     msg: &Message<'_>,
     rooms: &RoomStates,
+    received_at_ms: i64,
+    derived: &mut Derived,
 ) -> Result<ModerationEvent, RecordError> {
     let kind = match msg.command() {
         "CLEARCHAT" => ModerationKind::ClearChat,
@@ -64,13 +68,29 @@ pub fn build_moderation_event(
         });
     }
 
-    let room_id = room_id
-        .filter(|r| !r.is_empty())
-        .or_else(|| rooms.get(channel).map(|r| r.room_id.as_str()));
-    let broadcaster_id = parse_i64("room-id", required("room-id", room_id)?)?;
-    let sent_timestamp = parse_i64("tmi-sent-ts", required("tmi-sent-ts", sent)?)?;
-    let event_id = non_empty(id).unwrap_or_else(|| line_digest(msg.raw()));
-    let trailing = msg.trailing().filter(|t| !t.is_empty()).map(str::to_owned);
+    let room_id = match room_id.filter(|r| !r.is_empty()) {
+        Some(r) => r,
+        None => {
+            derived.room_id = true;
+            rooms
+                .room_id(channel)
+                .ok_or(RecordError::MissingTag { tag: "room-id" })?
+        }
+    };
+    let broadcaster_id = parse_i64("room-id", room_id)?;
+    let sent_timestamp = match sent.filter(|s| !s.is_empty()) {
+        Some(s) => parse_i64("tmi-sent-ts", s)?,
+        None => {
+            derived.sent_timestamp = true;
+            received_at_ms
+        }
+    };
+    let event_id = non_empty(id).unwrap_or_else(|| {
+        // CLEARCHAT and CLEARMSG never carry an id; only a USERNOTICE without one is unusual.
+        derived.id |= kind == ModerationKind::UserNotice;
+        line_digest(msg.raw())
+    });
+    let trailing = msg.text().filter(|t| !t.is_empty()).map(str::to_owned);
 
     let mut event = ModerationEvent {
         broadcaster_id,
@@ -86,6 +106,8 @@ pub fn build_moderation_event(
         text: None,
         system_msg: None,
         raw_tags,
+        received_at: Some(received_at_ms),
+        raw_line: Some(msg.raw().to_owned()),
     };
     match kind {
         ModerationKind::ClearChat => {

@@ -14,6 +14,9 @@ use crate::irc::Message;
 #[derive(Debug, Clone, Default)]
 pub struct RoomStates {
     rooms: HashMap<String, Room>,
+    /// Room ids learned from any line of a channel or from its live-stream record, for lines
+    /// that come with an empty or no `room-id` tag.
+    ids: HashMap<String, String>,
 }
 
 impl RoomStates {
@@ -29,7 +32,26 @@ impl RoomStates {
 
     /// Forgets a channel (after PART, or when it goes offline).
     pub fn remove(&mut self, channel: &str) -> Option<Room> {
+        self.ids.remove(channel);
         self.rooms.remove(channel)
+    }
+
+    /// Remembers the room id of `channel` (from a line's `room-id` tag or from the channel's
+    /// live-stream record). Empty ids are ignored; a ROOMSTATE's id takes precedence.
+    pub fn learn_room_id(&mut self, channel: &str, room_id: &str) {
+        if room_id.is_empty() || self.ids.get(channel).is_some_and(|known| known == room_id) {
+            return;
+        }
+        self.ids.insert(channel.to_owned(), room_id.to_owned());
+    }
+
+    /// The room id of `channel`: its ROOMSTATE's, else the last one learned.
+    pub fn room_id(&self, channel: &str) -> Option<&str> {
+        self.rooms
+            .get(channel)
+            .map(|r| r.room_id.as_str())
+            .filter(|r| !r.is_empty())
+            .or_else(|| self.ids.get(channel).map(String::as_str))
     }
 
     /// Number of channels with a known state.

@@ -24,11 +24,23 @@ fn sneakylol_rooms() -> RoomStates {
 }
 
 fn chat(l: &str, rooms: &RoomStates) -> ChatMessage {
-    build_chat_message(&parse(l).unwrap(), rooms, 42).unwrap()
+    build_chat_message(&parse(l).unwrap(), rooms, 42, &mut Derived::default()).unwrap()
+}
+
+fn chat_derived(l: &str, rooms: &RoomStates) -> (ChatMessage, Derived) {
+    let mut d = Derived::default();
+    let m = build_chat_message(&parse(l).unwrap(), rooms, 42, &mut d).unwrap();
+    (m, d)
 }
 
 fn chat_err(l: &str) -> RecordError {
-    build_chat_message(&parse(l).unwrap(), &RoomStates::new(), 0).unwrap_err()
+    build_chat_message(
+        &parse(l).unwrap(),
+        &RoomStates::new(),
+        0,
+        &mut Derived::default(),
+    )
+    .unwrap_err()
 }
 
 fn spec_messages() -> Vec<String> {
@@ -184,7 +196,7 @@ fn every_fixture_emote_covers_a_word() {
     let mut rooms = RoomStates::new();
     for l in FIXTURE.lines() {
         let m = parse(l).unwrap();
-        match process(&m, &mut rooms, 0) {
+        match process(&m, &mut rooms, 0, &mut Derived::default()) {
             Ok(Record::Chat(msg)) => {
                 for e in msg.emotes.iter().flatten() {
                     for p in &e.positions {
@@ -195,6 +207,7 @@ fn every_fixture_emote_covers_a_word() {
                 }
             }
             Ok(_) => {}
+            // Twitch's documented CLEARMSG with `room-id=`, of a channel no earlier line names.
             Err(e) => assert!(l.contains("CLEARMSG #bar"), "{l}: {e}"),
         }
     }
@@ -280,28 +293,70 @@ fn room_comes_from_the_merged_roomstate() {
 }
 
 #[test]
-fn required_tags_are_named_in_errors() {
+fn missing_tags_are_resolved_or_derived() {
     let base = "room-id=1;id=m;tmi-sent-ts=5";
     let without = |tag: &str| {
         let tags: Vec<&str> = base.split(';').filter(|t| !t.starts_with(tag)).collect();
         format!("@{} :u!u@u PRIVMSG #c :hi", tags.join(";"))
     };
+    // No id: a deterministic id from room, sender, timestamp and text.
+    let (m, d) = chat_derived(&without("id="), &RoomStates::new());
     assert_eq!(
-        chat_err(&without("id=")),
-        RecordError::MissingTag { tag: "id" }
+        d,
+        Derived {
+            id: true,
+            ..Derived::default()
+        }
     );
+    assert_eq!(m.id, derived_message_id(&["1", "u", "5", "hi"]));
+    assert!(m.id.starts_with("tci-") && m.id.len() == 20, "{}", m.id);
+    let (again, _) = chat_derived(&without("id="), &RoomStates::new());
+    assert_eq!(again.id, m.id, "a replay gets the same id");
+    let other_text = without("id=").replace(":hi", ":hey");
+    assert_ne!(chat_derived(&other_text, &RoomStates::new()).0.id, m.id);
+    // The user-id tag, when present, names the sender in the hash.
+    let (with_uid, _) = chat_derived(
+        "@room-id=1;user-id=99;tmi-sent-ts=5 :u!u@u PRIVMSG #c :hi",
+        &RoomStates::new(),
+    );
+    assert_eq!(with_uid.id, derived_message_id(&["1", "99", "5", "hi"]));
+
+    // No tmi-sent-ts: the receive time (42 in these tests).
+    let (m, d) = chat_derived(&without("tmi-sent-ts="), &RoomStates::new());
+    assert_eq!(
+        d,
+        Derived {
+            sent_timestamp: true,
+            ..Derived::default()
+        }
+    );
+    assert_eq!(
+        (m.sent_timestamp, m.received_at, m.id.as_str()),
+        (42, 42, "m")
+    );
+
+    // Empty or absent room-id: the channel's known id, else refused (no channel to file it under).
     assert_eq!(
         chat_err(&without("room-id=")),
         RecordError::MissingTag { tag: "room-id" }
     );
     assert_eq!(
-        chat_err(&without("tmi-sent-ts=")),
-        RecordError::MissingTag { tag: "tmi-sent-ts" }
-    );
-    assert_eq!(
         chat_err("@room-id=;id=m;tmi-sent-ts=5 :u!u@u PRIVMSG #c :hi"),
         RecordError::MissingTag { tag: "room-id" }
     );
+    let mut rooms = RoomStates::new();
+    rooms.learn_room_id("c", "77");
+    let (m, d) = chat_derived("@room-id=;id=m;tmi-sent-ts=5 :u!u@u PRIVMSG #c :hi", &rooms);
+    assert_eq!(
+        d,
+        Derived {
+            room_id: true,
+            ..Derived::default()
+        }
+    );
+    assert_eq!((m.broadcaster_id, m.room.room_id.as_str()), (77, "77"));
+
+    // Present but malformed: refused, naming the tag.
     assert!(matches!(
         chat_err("@room-id=abc;id=m;tmi-sent-ts=5 :u!u@u PRIVMSG #c :hi"),
         RecordError::InvalidTag { tag: "room-id", .. }
@@ -313,6 +368,69 @@ fn required_tags_are_named_in_errors() {
             ..
         }
     ));
+}
+
+#[test]
+fn room_id_learned_from_an_earlier_line_of_the_channel() {
+    let mut rooms = RoomStates::new();
+    let mut d = Derived::default();
+    process(
+        &parse("@room-id=11148817;id=a;tmi-sent-ts=1 :u!u@u PRIVMSG #pajlada :first").unwrap(),
+        &mut rooms,
+        0,
+        &mut d,
+    )
+    .unwrap();
+    assert_eq!(rooms.room_id("pajlada"), Some("11148817"));
+    let Ok(Record::Moderation(e)) = process(
+        &parse("@login=u;room-id=;target-msg-id=a;tmi-sent-ts=2 :tmi.twitch.tv CLEARMSG #pajlada :first").unwrap(),
+        &mut rooms,
+        0,
+        &mut d,
+    ) else {
+        panic!("CLEARMSG with an empty room-id after a line of the channel")
+    };
+    assert_eq!(e.broadcaster_id, 11148817);
+    assert!(d.room_id);
+}
+
+#[test]
+fn one_word_message_without_the_colon() {
+    let l = "@id=x1;room-id=11148817;tmi-sent-ts=1727304317562;bits=1 :lahoooo!lahoooo@lahoooo.tmi.twitch.tv PRIVMSG #pajlada Cheer1";
+    let m = chat(l, &RoomStates::new());
+    assert_eq!((m.text.as_str(), m.bits), ("Cheer1", 1));
+    assert_eq!(m.raw_line.as_deref(), Some(l));
+}
+
+#[test]
+fn repeated_emote_ids_keep_every_position() {
+    let e = parse_emotes("25:1-5/25:9-13").unwrap();
+    assert_eq!(
+        e,
+        [Emote {
+            id: "25".into(),
+            positions: vec![
+                EmotePosition { start: 1, end: 5 },
+                EmotePosition { start: 9, end: 13 }
+            ]
+        }]
+    );
+    // Ids may contain '/': the group runs to the next ':'.
+    let e = parse_emotes("80481_/3:7-14/25:0-4").unwrap();
+    let ids: Vec<&str> = e.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["80481_/3", "25"]);
+    assert_eq!(e[0].positions, [EmotePosition { start: 7, end: 14 }]);
+    // And the message JSON has one key per id, holding every range.
+    let m = chat(
+        "@emotes=25:0-4/25:6-10;room-id=1;id=m;tmi-sent-ts=5 :u!u@u PRIVMSG #c :Kappa Kappa",
+        &RoomStates::new(),
+    );
+    let json: serde_json::Value = serde_json::from_str(&m.to_spec_json()).unwrap();
+    assert_eq!(json["emotes"]["25"].as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn malformed_metadata_degrades() {
     // Malformed metadata degrades (bits 0, emotes none) instead of losing the message; the raw
     // tag is kept verbatim.
     for bits in ["lots", "-5", "1.5", "99999999999"] {
@@ -367,7 +485,13 @@ fn required_tags_are_named_in_errors() {
 }
 
 fn moderation(l: &str) -> ModerationEvent {
-    build_moderation_event(&parse(l).unwrap(), &RoomStates::new()).unwrap()
+    build_moderation_event(
+        &parse(l).unwrap(),
+        &RoomStates::new(),
+        42,
+        &mut Derived::default(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -417,15 +541,19 @@ fn clearmsg_and_empty_room_id_fallback() {
 
     // `room-id=` is empty in Twitch's documented example: fall back to the ROOMSTATE.
     let m = parse(line("CLEARMSG #bar")).unwrap();
+    let mut d = Derived::default();
     assert_eq!(
-        build_moderation_event(&m, &RoomStates::new()),
+        build_moderation_event(&m, &RoomStates::new(), 0, &mut d),
         Err(RecordError::MissingTag { tag: "room-id" })
     );
     let mut rooms = RoomStates::new();
     rooms
         .apply(&parse("@room-id=777;slow=0 :tmi.twitch.tv ROOMSTATE #bar").unwrap())
         .unwrap();
-    let e = build_moderation_event(&m, &rooms).unwrap();
+    let mut d = Derived::default();
+    let e = build_moderation_event(&m, &rooms, 0, &mut d).unwrap();
+    assert!(d.room_id);
+    assert_eq!(e.raw_line.as_deref(), Some(line("CLEARMSG #bar")));
     assert_eq!(e.broadcaster_id, 777);
     assert_eq!(e.text.as_deref(), Some("what a great day"));
     assert_eq!(e.target_user_login.as_deref(), Some("foo"));
@@ -469,12 +597,16 @@ fn usernotice_sub_resub_raid() {
 
 #[test]
 fn moderation_errors() {
-    let err = |l: &str| build_moderation_event(&parse(l).unwrap(), &RoomStates::new()).unwrap_err();
+    let err = |l: &str| {
+        build_moderation_event(
+            &parse(l).unwrap(),
+            &RoomStates::new(),
+            0,
+            &mut Derived::default(),
+        )
+        .unwrap_err()
+    };
     assert!(matches!(err("PING :x"), RecordError::WrongCommand { .. }));
-    assert_eq!(
-        err("@room-id=1 :tmi.twitch.tv CLEARCHAT #a"),
-        RecordError::MissingTag { tag: "tmi-sent-ts" }
-    );
     assert!(matches!(
         err("@room-id=1;tmi-sent-ts=1;ban-duration=forever :tmi.twitch.tv CLEARCHAT #a :x"),
         RecordError::InvalidTag {
@@ -493,7 +625,7 @@ fn process_dispatches_every_fixture_line() {
     let mut rooms = RoomStates::new();
     let (mut chats, mut mods, mut states, mut other, mut errors) = (0, 0, 0, 0, 0);
     for l in FIXTURE.lines() {
-        match process(&parse(l).unwrap(), &mut rooms, 0) {
+        match process(&parse(l).unwrap(), &mut rooms, 0, &mut Derived::default()) {
             Ok(Record::Chat(_)) => chats += 1,
             Ok(Record::Moderation(_)) => mods += 1,
             Ok(Record::RoomState(_)) => states += 1,
@@ -501,6 +633,7 @@ fn process_dispatches_every_fixture_line() {
             Err(_) => errors += 1,
         }
     }
+    // The one error: CLEARMSG #bar with `room-id=` and no earlier line of #bar.
     assert_eq!((chats, mods, states, other, errors), (14, 8, 5, 11, 1));
     assert_eq!(rooms.len(), 2);
 }
@@ -510,7 +643,7 @@ proptest::proptest! {
     fn builders_never_panic(s in "@[a-z=;0-9\\-:,/ ]{0,60} :u!u@u (PRIVMSG|CLEARCHAT|CLEARMSG|USERNOTICE|ROOMSTATE) #c( :.{0,10})?") {
         if let Ok(m) = parse(&s) {
             let mut rooms = RoomStates::new();
-            let _ = process(&m, &mut rooms, 0);
+            let _ = process(&m, &mut rooms, 0, &mut Derived::default());
         }
     }
 }

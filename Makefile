@@ -70,3 +70,11 @@ bench-api: deps ## API load run: wrk on limit=100 pages vs direct CQL single-pag
 clean-stack: ## Stop the stack and delete its data and logs
 	@$(RUN) stop || true
 	@$(STACK) clean
+
+.PHONY: cluster-up cluster-down
+cluster-up: ## Start a local Kubernetes control plane (etcd, API server, kwok node; builds it on first use)
+	@$(ROOT)/dev/cluster.sh start
+	@echo "use it (kubectl, helm):"; $(ROOT)/dev/cluster.sh env
+
+cluster-down: ## Stop the local Kubernetes control plane (leaves no process)
+	@$(ROOT)/dev/cluster.sh stop

@@ -29,18 +29,8 @@ cargo build --workspace --bins
 step "unit tests"
 cargo test --workspace --exclude integration-tests 2>&1 | tee -a "$RESULTS"
 
-step "Helm chart: lint and render"
-HELM=$(command -v helm || echo "$HOME/go/bin/helm")
-if [ ! -x "$HELM" ] && command -v go >/dev/null 2>&1; then
-  echo "installing helm from the Go module proxy (first run only)"
-  GOFLAGS=-mod=mod go install helm.sh/helm/v3/cmd/helm@v3.16.4
-fi
-if [ -x "$HELM" ]; then
-  "$HELM" lint helm/twitch-chat-ingestor --set secrets.cursorSecret=ci
-  "$HELM" template ci helm/twitch-chat-ingestor --set secrets.cursorSecret=ci >/dev/null
-else
-  echo "SKIPPED: helm is not available and Go is missing to build it"
-fi
+step "Helm chart: lint, render, schema; install, upgrade, rollback, uninstall on a local control plane"
+dev/test-helm.sh 2>&1 | tee -a "$RESULTS"
 
 started_here=0
 if "$STACK" probe >/dev/null 2>&1; then

@@ -241,23 +241,32 @@ cmd_start() {
 # Every process of this cluster has $DIR in its command line.
 leftovers() { pgrep -f -- "$DIR/" || true; }
 
-cmd_stop() {
-  local c i pid
-  for (( i = ${#ALL[@]} - 1; i >= 0; i-- )); do
-    c=${ALL[$i]}
+stop_group() { # component... : SIGTERM all at once, wait, SIGKILL what is left after 15 s
+  local c pid pids=() t0=$SECONDS
+  for c in "$@"; do
     [ -f "$(pidfile "$c")" ] || continue
     pid=$(cat "$(pidfile "$c")")
     if kill -0 "$pid" 2>/dev/null; then
       say "stopping $c (pid $pid)"
       kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      if kill -0 "$pid" 2>/dev/null; then
-        say "$c did not stop in 10s; killing"
-        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-      fi
+      pids+=("$pid")
     fi
     rm -f "$(pidfile "$c")"
   done
+  for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null && (( SECONDS - t0 < 15 )); do sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      say "pid $pid did not stop in 15s; killing"
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+}
+
+cmd_stop() {
+  # Each component takes ~2 s to shut down gracefully: stop them together, etcd last (the API
+  # server needs it to shut down).
+  stop_group kwok kube-scheduler kube-controller-manager kube-apiserver
+  stop_group etcd
   local left; left=$(leftovers)
   if [ -n "$left" ]; then
     say "processes of this cluster still running after stop:"; ps -o pid,args -p "$(echo "$left" | paste -sd,)" >&2 || true

@@ -955,3 +955,122 @@ async fn hide_deleted_and_the_streamer_list() -> anyhow::Result<()> {
     env.drop_keyspace(&session).await;
     Ok(())
 }
+
+/// Real Twitch lines (from the shapes of the conformance corpus: a one-word message without the
+/// colon, a shared-chat line, repeated emote ids, a /me) through the listener's own record
+/// builders, the ingestor's writer and the API: `format=raw` gives back exactly the lines Twitch
+/// sent, `format=text` a human log, and a cursor of one format pages the other.
+#[tokio::test]
+async fn raw_and_text_formats_serve_the_lines_twitch_sent() -> anyhow::Result<()> {
+    use chat_listener::{irc, record};
+    let env = TestEnv::new("api_formats");
+    let session = env.migrate().await?;
+    let w = Writer::new(&env).await?;
+    let b: i64 = 11148817;
+    let t0: i64 = 1_727_304_317_562;
+    let lines = [
+        format!("@badges=staff/1;bits=1;color=#DAA520;display-name=lahoooo;emotes=;id=886028cc-9985-47b9-a273-8164c6d59a76;room-id={b};source-room-id=1025594235;source-badges=staff/1,moderator/1;tmi-sent-ts={t0};user-id=612865661;user-type=staff :lahoooo!lahoooo@lahoooo.tmi.twitch.tv PRIVMSG #pajlada Cheer1"),
+        format!("@display-name=nerixyz;emotes=25:1-5/25:9-13;id=aea562cc-1adf-47de-b656-0aaa245f1030;room-id={b};tmi-sent-ts={};user-id=129546453 :nerixyz!nerixyz@nerixyz.tmi.twitch.tv PRIVMSG #pajlada :😂Kappa😂 &Kappa a  b", t0 + 1),
+        format!("@display-name=Waver;id=0b1e2c3d-0000-4000-8000-000000000003;room-id=;tmi-sent-ts={};user-id=7 :waver!waver@waver.tmi.twitch.tv PRIVMSG #pajlada :\u{1}ACTION waves\u{1}", t0 + 2),
+    ];
+    let mut rooms = record::RoomStates::new();
+    rooms.learn_room_id("pajlada", &b.to_string());
+    let mut records = Vec::new();
+    for l in &lines {
+        let m = irc::parse(l).map_err(|e| anyhow::anyhow!("{l}: {e}"))?;
+        match record::process(&m, &mut rooms, t0 + 10, &mut record::Derived::default()) {
+            Ok(record::Record::Chat(c)) => records.push(Record::Chat(c)),
+            other => anyhow::bail!("{l}: {other:?}"),
+        }
+    }
+    // A row from before the raw line was kept (schema version 1): no raw line.
+    let mut old = message(b, 9, t0 + 3, 8);
+    old.room.name = "pajlada".into();
+    records.push(Record::Chat(Box::new(old)));
+    w.write_records(&records).await?;
+
+    let api = Api::start(&env).await?;
+    let path = format!("/v1.0/{b}/chat");
+    let (start, end) = (iso(t0 - 1000), iso(t0 + 1000));
+    let q = |format: &'static str, limit: &'static str| {
+        vec![
+            ("start", start.clone()),
+            ("end", end.clone()),
+            ("format", format.to_string()),
+            ("limit", limit.to_string()),
+        ]
+    };
+    let get = |query: Vec<(&'static str, String)>| {
+        let api = &api;
+        let path = path.clone();
+        async move {
+            let pairs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            api.get(&path, &pairs).await
+        }
+    };
+
+    let (status, headers, body) = get(q("raw", "100")).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(
+        body,
+        format!("{}\n", lines.join("\n")),
+        "the exact lines, in order"
+    );
+    assert_eq!(
+        headers["x-raw-unavailable"], "1",
+        "the version-1 row has no line"
+    );
+    assert!(headers.get("x-cursor").is_none());
+
+    let (status, headers, body) = get(q("text", "100")).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(
+        body,
+        "[2024-09-25 22:45:17] #pajlada lahoooo: Cheer1\n\
+         [2024-09-25 22:45:17] #pajlada nerixyz: 😂Kappa😂 &Kappa a  b\n\
+         [2024-09-25 22:45:17] #pajlada waver: /me waves\n\
+         [2024-09-25 22:45:17] #pajlada user8: message 9 héllo 🐸 \"quoted\"\n"
+    );
+
+    // JSON: both ranges of the repeated emote id under one key.
+    let (_, _, body) = get(q("json", "100")).await?;
+    let v: Value = serde_json::from_str(&body)?;
+    let second: Value = serde_json::from_str(v["messages"][1]["message"].as_str().unwrap_or("{}"))?;
+    assert_eq!(second["emotes"]["25"].as_array().map(Vec::len), Some(2));
+
+    // Paging: one line per page, the cursor from the headers, switching format midway.
+    let mut seen = Vec::new();
+    let (_, headers, body) = get(q("raw", "1")).await?;
+    seen.push(body);
+    let mut cursor = headers["x-cursor"].to_str()?.to_string();
+    for format in ["json", "raw"] {
+        let mut query = q(format, "1");
+        query.push(("after", cursor.clone()));
+        let (status, headers, body) = get(query).await?;
+        assert_eq!(status, 200, "{body}");
+        if format == "json" {
+            let v: Value = serde_json::from_str(&body)?;
+            assert_eq!(
+                v["messages"][0]["message_id"],
+                "aea562cc-1adf-47de-b656-0aaa245f1030"
+            );
+            cursor = v["cursor"].as_str().unwrap_or_default().to_string();
+        } else {
+            seen.push(body);
+            cursor = headers["x-cursor"].to_str()?.to_string();
+        }
+    }
+    assert_eq!(seen, [format!("{}\n", lines[0]), format!("{}\n", lines[2])]);
+    assert!(!cursor.is_empty(), "the version-1 row is still ahead");
+
+    // A wrong format is a 400 naming the choices.
+    let (status, _, body) = get(q("xml", "1")).await?;
+    assert_eq!(status, 400);
+    assert!(body.contains("json, ndjson, text or raw"), "{body}");
+
+    api.stop().await?;
+    env.drop_keyspace(&session).await;
+    Ok(())
+}

@@ -16,6 +16,19 @@ pub enum Format {
     Json,
     /// One message object per line; the cursor goes to the `X-Cursor` and `Link` headers.
     Ndjson,
+    /// A human log, one `[2024-01-10 01:01:01] #channel user: text` line per message
+    /// (`text/plain`); the cursor goes to the headers as for NDJSON.
+    Text,
+    /// The exact IRC lines Twitch sent, one per line (`text/plain`); the cursor goes to the
+    /// headers as for NDJSON.
+    Raw,
+}
+
+impl Format {
+    /// Whether the page is rendered from the stored IRC line rather than the message JSON.
+    pub fn reads_raw_lines(self) -> bool {
+        self == Self::Raw
+    }
 }
 
 /// Parameters of the chat routes.
@@ -157,9 +170,11 @@ pub fn chat(q: &QueryPairs) -> Result<ChatParams, ApiError> {
     let format = match q.get("format")? {
         None | Some("json") => Format::Json,
         Some("ndjson") => Format::Ndjson,
+        Some("text") => Format::Text,
+        Some("raw") => Format::Raw,
         Some(v) => {
             return Err(ApiError::InvalidParameter(format!(
-                "`format` must be json or ndjson; got {v:?}"
+                "`format` must be json, ndjson, text or raw; got {v:?}"
             )))
         }
     };

@@ -14,7 +14,7 @@ use crate::{
     error::ApiError,
     metrics::METRICS,
     params::{self, Format, QueryPairs},
-    store::{self, cassandra::Db, ChatRequest, Scope, StoreError, StreamerRow},
+    store::{self, cassandra::Db, Body, ChatRequest, Scope, StoreError, StreamerRow},
 };
 
 /// What every handler shares.
@@ -114,6 +114,11 @@ async fn chat_inner(
     let db = state.db()?;
     let req = ChatRequest {
         scope,
+        body: if p.format.reads_raw_lines() {
+            Body::RawLine
+        } else {
+            Body::Message
+        },
         start_ms: p.start_ms,
         end_ms: p.end_ms,
         limit: p.limit,
@@ -140,6 +145,8 @@ async fn chat_inner(
         Format::Ndjson => {
             render::chat_ndjson(broadcaster_id, &page.rows, cursor.as_deref(), path, &q)
         }
+        Format::Text => render::chat_text(&page.rows, cursor.as_deref(), path, &q),
+        Format::Raw => render::chat_raw(&page.rows, cursor.as_deref(), path, &q),
     })
 }
 

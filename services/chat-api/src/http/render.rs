@@ -110,11 +110,97 @@ pub fn chat_ndjson(
         }
     }
     let mut r = Response::new(body.into());
-    let h = r.headers_mut();
-    h.insert(
+    r.headers_mut().insert(
         "content-type",
         HeaderValue::from_static("application/x-ndjson"),
     );
+    next_page_headers(&mut r, cursor, path, q);
+    r
+}
+
+/// The fields of the stored `message` JSON that the text format shows.
+#[derive(serde::Deserialize)]
+struct TextFields<'a> {
+    #[serde(borrow)]
+    text: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    is_me: bool,
+    room: NameField<'a>,
+    user: NameField<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct NameField<'a> {
+    #[serde(borrow)]
+    name: std::borrow::Cow<'a, str>,
+}
+
+/// The chat page as a human log (`text/plain; charset=utf-8`), one line per message:
+/// `[2024-01-10 01:01:01] #channel user: text` (UTC, the sender's login; `/me` messages as
+/// `user: /me text`). The cursor is in `X-Cursor` and `Link`, as for NDJSON.
+pub fn chat_text(rows: &[ChatRow], cursor: Option<&str>, path: &str, q: &QueryPairs) -> Response {
+    use std::fmt::Write as _;
+    let mut body = String::with_capacity(rows.len() * 96);
+    let mut unreadable = 0usize;
+    for row in rows {
+        let Ok(m) = serde_json::from_str::<TextFields<'_>>(&row.message) else {
+            unreadable += 1;
+            tracing::warn!(message_id = %row.message_id, "stored message JSON is not readable; left out of the text log");
+            continue;
+        };
+        let when = chrono::DateTime::from_timestamp_millis(row.sent_ts)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default();
+        let me = if m.is_me { "/me " } else { "" };
+        let _ = writeln!(
+            body,
+            "[{when}] #{} {}: {me}{}",
+            m.room.name, m.user.name, m.text
+        );
+    }
+    let mut r = Response::new(body.into());
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if unreadable > 0 {
+        r.headers_mut()
+            .insert("x-unreadable-messages", HeaderValue::from(unreadable));
+    }
+    next_page_headers(&mut r, cursor, path, q);
+    r
+}
+
+/// The chat page as the IRC lines Twitch sent (`text/plain; charset=utf-8`), one per line. Rows
+/// stored before the raw line was kept (Avro schema version 1) have none: they are left out and
+/// counted in `X-Raw-Unavailable`. The cursor is in `X-Cursor` and `Link`, as for NDJSON.
+pub fn chat_raw(rows: &[ChatRow], cursor: Option<&str>, path: &str, q: &QueryPairs) -> Response {
+    let mut body = Vec::with_capacity(rows.iter().map(|r| r.message.len() + 1).sum());
+    let mut unavailable = 0usize;
+    for row in rows {
+        if row.message.is_empty() {
+            unavailable += 1;
+            continue;
+        }
+        body.extend_from_slice(row.message.as_bytes());
+        body.push(b'\n');
+    }
+    let mut r = Response::new(body.into());
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if unavailable > 0 {
+        r.headers_mut()
+            .insert("x-raw-unavailable", HeaderValue::from(unavailable));
+    }
+    next_page_headers(&mut r, cursor, path, q);
+    r
+}
+
+/// `X-Cursor: <cursor>` and `Link: <next page URL>; rel="next"` when another page may exist.
+fn next_page_headers(r: &mut Response, cursor: Option<&str>, path: &str, q: &QueryPairs) {
+    let h = r.headers_mut();
     if let Some(c) = cursor {
         let mut next = url::form_urlencoded::Serializer::new(String::new());
         for (k, v) in q.pairs().iter().filter(|(k, _)| k != "after") {
@@ -128,7 +214,6 @@ pub fn chat_ndjson(
             h.insert("link", v);
         }
     }
-    r
 }
 
 /// ISO 8601 UTC with milliseconds.
@@ -178,6 +263,65 @@ mod tests {
         assert_eq!(body, expected);
         let last = String::from_utf8(chat_json_bytes(1, &[], None)).expect("utf8");
         assert_eq!(last, "{\n  \"messages\": []\n}\n");
+    }
+
+    fn row(ts: i64, id: &str, message: &str) -> ChatRow {
+        ChatRow {
+            sent_ts: ts,
+            message_id: id.into(),
+            message: message.into(),
+        }
+    }
+
+    fn body(r: Response) -> String {
+        let bytes = futures::executor::block_on(http_body_util::BodyExt::collect(r.into_body()))
+            .expect("body")
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).expect("utf8")
+    }
+
+    #[test]
+    fn text_and_raw_formats() {
+        let q = QueryPairs::parse("start=2024-01-10&end=2024-01-11&format=text");
+        let rows = vec![
+            row(
+                1704848461000,
+                "a",
+                r#"{"text": "h\u00e9 \"q\"", "is_me": false, "room": {"name": "chan"}, "user": {"name": "bob", "display_name": "Bob"}}"#,
+            ),
+            row(
+                1704848462000,
+                "b",
+                r#"{"text": "waves", "is_me": true, "room": {"name": "chan"}, "user": {"name": "amy"}}"#,
+            ),
+            row(1704848463000, "c", "not json"),
+        ];
+        let r = chat_text(&rows, Some("next"), "/v1.0/1/chat", &q);
+        assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
+        assert_eq!(r.headers()["x-cursor"], "next");
+        assert_eq!(r.headers()["x-unreadable-messages"], "1");
+        assert!(r.headers()["link"]
+            .to_str()
+            .expect("ascii")
+            .contains("format=text"));
+        assert_eq!(
+            body(r),
+            "[2024-01-10 01:01:01] #chan bob: h\u{e9} \"q\"\n[2024-01-10 01:01:02] #chan amy: /me waves\n"
+        );
+
+        let rows = vec![
+            row(1, "a", "@id=a :u!u@u PRIVMSG #c :hi"),
+            row(2, "b", ""),
+            row(3, "c", "@id=c :u!u@u PRIVMSG #c Cheer1"),
+        ];
+        let r = chat_raw(&rows, None, "/v1.0/1/chat", &q);
+        assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
+        assert_eq!(r.headers()["x-raw-unavailable"], "1");
+        assert!(r.headers().get("x-cursor").is_none());
+        assert_eq!(
+            body(r),
+            "@id=a :u!u@u PRIVMSG #c :hi\n@id=c :u!u@u PRIVMSG #c Cheer1\n"
+        );
     }
 
     #[test]

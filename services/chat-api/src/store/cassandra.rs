@@ -12,7 +12,9 @@ use scylla::{
 };
 use tracing::warn;
 
-use super::{ChatRow, ChatSource, Scope, SourcePage, StoreError, StreamerRow, StreamerSource};
+use super::{
+    Body, ChatRow, ChatSource, Scope, SourcePage, StoreError, StreamerRow, StreamerSource,
+};
 use crate::metrics::METRICS;
 
 /// Most pages of `deleted_messages` read for one bucket (1000 ids each).
@@ -24,6 +26,8 @@ pub struct Db {
     chat_page: PreparedStatement,
     chat_buckets: PreparedStatement,
     user_page: PreparedStatement,
+    chat_raw_page: PreparedStatement,
+    user_raw_page: PreparedStatement,
     user_buckets: PreparedStatement,
     deleted: PreparedStatement,
     streamers: PreparedStatement,
@@ -64,6 +68,19 @@ impl Db {
              WHERE broadcaster_id = ? AND bucket = ? AND sent_ts >= ? AND sent_ts <= ?"
         ))
         .await?;
+        // The same queries for `format=raw`, reading the stored line instead of the JSON. A
+        // paging state marks a position in the partition, so a cursor of one format resumes
+        // the other.
+        let chat_raw_page = prep(format!(
+            "SELECT sent_ts, message_id, raw_line FROM {ks}.chat_messages \
+             WHERE broadcaster_id = ? AND bucket = ? AND sent_ts >= ? AND sent_ts <= ?"
+        ))
+        .await?;
+        let user_raw_page = prep(format!(
+            "SELECT sent_ts, message_id, raw_line FROM {ks}.user_chat_messages \
+             WHERE broadcaster_id = ? AND user_id = ? AND bucket = ? AND sent_ts >= ? AND sent_ts <= ?"
+        ))
+        .await?;
         let chat_buckets = prep(format!(
             "SELECT bucket FROM {ks}.chat_buckets WHERE broadcaster_id = ? AND bucket >= ? AND bucket <= ? LIMIT ?"
         ))
@@ -92,6 +109,8 @@ impl Db {
             chat_page,
             chat_buckets,
             user_page,
+            chat_raw_page,
+            user_raw_page,
             user_buckets,
             deleted,
             streamers,
@@ -205,6 +224,7 @@ impl ChatSource for Db {
     async fn page(
         &self,
         scope: Scope,
+        body: Body,
         bucket: i64,
         (start, end): (i64, i64),
         page_size: usize,
@@ -215,7 +235,10 @@ impl ChatSource for Db {
                 "chat_messages",
                 self.single_page(
                     "chat_messages",
-                    &self.chat_page,
+                    match body {
+                        Body::Message => &self.chat_page,
+                        Body::RawLine => &self.chat_raw_page,
+                    },
                     (broadcaster_id, bucket, start, end),
                     page_size,
                     state,
@@ -229,7 +252,10 @@ impl ChatSource for Db {
                 "user_chat_messages",
                 self.single_page(
                     "user_chat_messages",
-                    &self.user_page,
+                    match body {
+                        Body::Message => &self.user_page,
+                        Body::RawLine => &self.user_raw_page,
+                    },
                     (broadcaster_id, user_id, bucket, start, end),
                     page_size,
                     state,

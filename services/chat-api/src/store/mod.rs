@@ -98,10 +98,11 @@ pub trait ChatSource {
     ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
 
     /// One page (at most `page_size` rows) of `bucket` restricted to `start ..= end`, resuming
-    /// at `state`.
+    /// at `state`; each row's `message` holds the column `body` names.
     fn page(
         &self,
         scope: Scope,
+        body: Body,
         bucket: i64,
         range: (i64, i64),
         page_size: usize,
@@ -116,10 +117,21 @@ pub trait ChatSource {
     ) -> impl Future<Output = Result<HashSet<String>, StoreError>> + Send;
 }
 
+/// Which stored column a page carries in [`ChatRow::message`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Body {
+    /// The `message` JSON (the json, ndjson and text formats).
+    #[default]
+    Message,
+    /// The exact IRC line (`raw_line`; empty for rows stored before it was kept).
+    RawLine,
+}
+
 /// A chat page request.
 #[derive(Debug, Clone)]
 pub struct ChatRequest {
     pub scope: Scope,
+    pub body: Body,
     pub start_ms: i64,
     pub end_ms: i64,
     pub limit: usize,
@@ -216,7 +228,7 @@ pub async fn read_chat<S: ChatSource>(src: &S, req: &ChatRequest) -> Result<Chat
         }
         let free = limit - out.rows.len();
         let (rows, more) = src
-            .page(req.scope, bucket, range, free, state.as_deref())
+            .page(req.scope, req.body, bucket, range, free, state.as_deref())
             .await?;
         out.queries += 1;
         match &deleted {

@@ -58,6 +58,7 @@ impl ChatSource for Fake {
     async fn page(
         &self,
         _: Scope,
+        _: Body,
         bucket: i64,
         (start, end): (i64, i64),
         page_size: usize,
@@ -111,6 +112,7 @@ fn row(ts: i64, id: &str) -> ChatRow {
 
 fn request(start: i64, end: i64, limit: usize) -> ChatRequest {
     ChatRequest {
+        body: Body::Message,
         scope: Scope::Channel { broadcaster_id: 1 },
         start_ms: start,
         end_ms: end,
@@ -215,6 +217,7 @@ fn no_cursor_when_the_range_is_exhausted_exactly() {
     let last = block_on(read_chat(
         &src,
         &ChatRequest {
+            body: Body::Message,
             resume: first.next,
             ..request(T0, T0 + 10, 2)
         },

@@ -60,16 +60,100 @@ fn listener_config(env: &TestEnv, sim: &Sim, group: &str) -> chat_listener::Conf
     cfg
 }
 
-/// Ids of every chat message on the topic now (with repeats).
-async fn ids_in_kafka(env: &TestEnv) -> anyhow::Result<Vec<String>> {
+/// Every chat message on the topic now (with repeats).
+async fn chat_in_kafka(env: &TestEnv) -> anyhow::Result<Vec<ChatMessage>> {
     let codec = AvroCodec::new(&env.cfg.registry)?;
     let records = read_all(&env.cfg, &env.cfg.topics.chat).await?;
-    let mut ids = Vec::with_capacity(records.len());
+    let mut out = Vec::with_capacity(records.len());
     for (_, payload) in records {
-        let m: ChatMessage = codec.decode(Some(&payload)).await?;
-        ids.push(m.id);
+        out.push(codec.decode(Some(&payload)).await?);
     }
-    Ok(ids)
+    Ok(out)
+}
+
+/// Ids of every chat message on the topic now (with repeats).
+async fn ids_in_kafka(env: &TestEnv) -> anyhow::Result<Vec<String>> {
+    Ok(chat_in_kafka(env)
+        .await?
+        .into_iter()
+        .map(|m| m.id)
+        .collect())
+}
+
+/// The `emotes` tag of a raw line.
+fn emotes_tag(raw: &str) -> &str {
+    raw.split(' ')
+        .next()
+        .unwrap_or_default()
+        .split(';')
+        .find_map(|t| t.strip_prefix("emotes="))
+        .unwrap_or_default()
+}
+
+/// The real-Twitch shapes the simulator mixes in arrive as records like any other: one-word
+/// messages without the ':' (text intact), emote ids listed once per occurrence (all ranges
+/// under one id), and CLEARMSGs with an empty `room-id` (filed under the channel's id).
+async fn real_line_shapes_are_captured(env: &TestEnv, sim: &Sim) -> anyhow::Result<()> {
+    let chat = chat_in_kafka(env).await?;
+    let mut no_colon = 0;
+    let mut split_emotes = 0;
+    for m in &chat {
+        let raw = m.raw_line.as_deref().unwrap_or_default();
+        assert!(!raw.is_empty(), "every record keeps its line: {}", m.id);
+        let after_channel = raw
+            .split_once(&format!(" PRIVMSG #{} ", m.room.name))
+            .map(|(_, t)| t)
+            .unwrap_or_default();
+        if !after_channel.starts_with(':') {
+            no_colon += 1;
+            assert_eq!(m.text, after_channel, "one-word message without ':'");
+        }
+        let tag = emotes_tag(raw);
+        let groups: Vec<&str> = tag.split('/').filter(|g| !g.is_empty()).collect();
+        let ids: BTreeSet<&str> = groups.iter().filter_map(|g| g.split(':').next()).collect();
+        if ids.len() < groups.len() {
+            split_emotes += 1;
+            let emotes = m.emotes.as_deref().unwrap_or_default();
+            assert_eq!(emotes.len(), ids.len(), "one entry per emote id: {raw}");
+            let ranges: usize = emotes.iter().map(|e| e.positions.len()).sum();
+            let sent_ranges: usize = groups.iter().map(|g| g.split(',').count()).sum();
+            assert_eq!(ranges, sent_ranges, "every range kept: {raw}");
+        }
+    }
+    assert!(
+        no_colon > 0,
+        "no one-word message without ':' among {}",
+        chat.len()
+    );
+    assert!(
+        split_emotes > 0,
+        "no repeated emote id among {}",
+        chat.len()
+    );
+
+    let ids: HashMap<String, i64> = sim
+        .live()
+        .iter()
+        .map(|c| (c.user_login.clone(), c.user_id.parse().unwrap_or_default()))
+        .collect();
+    let codec = AvroCodec::new(&env.cfg.registry)?;
+    let mut empty_room_id = 0;
+    for (_, payload) in read_all(&env.cfg, &env.cfg.topics.moderation).await? {
+        let e: tci_schemas::ModerationEvent = codec.decode(Some(&payload)).await?;
+        if e.raw_line
+            .as_deref()
+            .unwrap_or_default()
+            .contains(";room-id=;")
+        {
+            empty_room_id += 1;
+            assert_eq!(Some(&e.broadcaster_id), ids.get(&e.channel), "{e:?}");
+        }
+    }
+    assert!(
+        empty_room_id > 0,
+        "no CLEARMSG with an empty room-id captured"
+    );
+    Ok(())
 }
 
 fn sent_ids(sim: &Sim) -> BTreeSet<String> {
@@ -143,6 +227,7 @@ async fn every_privmsg_reaches_kafka_exactly_once_across_reconnect_and_drop() ->
     token.cancel();
     run.await??;
 
+    real_line_shapes_are_captured(&env, &sim).await?;
     let ids = ids_in_kafka(&env).await?;
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for id in &ids {

@@ -82,6 +82,17 @@ async fn handshake_join_roomstate_and_traffic() {
     while start.elapsed() < Duration::from_millis(1500) {
         let l = c.line(secs(5)).await.unwrap();
         let room = tag(&l, "room-id").expect("every traffic line has room-id");
+        if room.is_empty() {
+            // Twitch's documented CLEARMSG shape: `room-id=` empty, the channel in the params.
+            assert_eq!(command(&l), "CLEARMSG", "{l}");
+            assert!(
+                rooms
+                    .values()
+                    .any(|login| l.contains(&format!(" #{login} "))),
+                "line for a channel we did not join: {l}"
+            );
+            continue;
+        }
         let login = rooms
             .get(room)
             .unwrap_or_else(|| panic!("line for a room we did not join: {l}"));

@@ -347,18 +347,28 @@ impl Generator {
         tag(&mut t, "client-nonce", &format!("{nonce:032x}"));
         tag(&mut t, "color", u.color);
         tag(&mut t, "display-name", &u.display);
+        // Real Twitch sometimes lists an emote id once per occurrence (`25:1-5/25:9-13`)
+        // instead of once with all its ranges.
+        let split_repeats = self.rng.random_bool(0.3);
         let mut em = String::new();
-        for (k, (eid, ranges)) in emotes.iter().enumerate() {
-            if k > 0 {
-                em.push('/');
-            }
-            em.push_str(eid);
-            em.push(':');
-            for (j, (s, e)) in ranges.iter().enumerate() {
-                if j > 0 {
-                    em.push(',');
+        for (eid, ranges) in &emotes {
+            let groups: Vec<&[(usize, usize)]> = if split_repeats {
+                ranges.chunks(1).collect()
+            } else {
+                vec![ranges.as_slice()]
+            };
+            for group in groups {
+                if !em.is_empty() {
+                    em.push('/');
                 }
-                let _ = write!(em, "{s}-{e}");
+                em.push_str(eid);
+                em.push(':');
+                for (j, (s, e)) in group.iter().enumerate() {
+                    if j > 0 {
+                        em.push(',');
+                    }
+                    let _ = write!(em, "{s}-{e}");
+                }
             }
         }
         tag(&mut t, "emotes", &em);
@@ -404,9 +414,20 @@ impl Generator {
         } else {
             body.clone()
         };
+        // IRC lets a server omit the ':' before a last parameter without spaces, and Twitch
+        // does for one-word messages (`PRIVMSG #pajlada Cheer1`).
+        let colon = if !text.is_empty()
+            && !text.contains(' ')
+            && !text.starts_with(':')
+            && self.rng.random_bool(0.5)
+        {
+            ""
+        } else {
+            ":"
+        };
         let _ = write!(
             t,
-            " :{l}!{l}@{l}.tmi.twitch.tv PRIVMSG #{c} :{text}\r\n",
+            " :{l}!{l}@{l}.tmi.twitch.tv PRIVMSG #{c} {colon}{text}\r\n",
             l = u.login,
             c = a.login
         );
@@ -564,8 +585,9 @@ impl Generator {
         let u = &self.users[uidx];
         let text = match kind {
             0 => format!("@room-id={};tmi-sent-ts={ts} :tmi.twitch.tv CLEARCHAT #{}\r\n", a.room_id, a.login),
+            // A permanent ban; the login is a last parameter without spaces, sent without ':'.
             1..=5 => format!(
-                "@room-id={};target-user-id={};tmi-sent-ts={ts} :tmi.twitch.tv CLEARCHAT #{} :{}\r\n",
+                "@room-id={};target-user-id={};tmi-sent-ts={ts} :tmi.twitch.tv CLEARCHAT #{} {}\r\n",
                 a.room_id, u.id, a.login, u.login
             ),
             _ => format!(
@@ -594,7 +616,13 @@ impl Generator {
         let u = &self.users[r.user];
         let mut t = String::from("@");
         tag(&mut t, "login", &u.login);
-        tag(&mut t, "room-id", &a.room_id);
+        // Twitch's own documented CLEARMSG has `room-id=` (empty).
+        let room_id = if self.rng.random_bool(0.25) {
+            ""
+        } else {
+            &a.room_id
+        };
+        tag(&mut t, "room-id", room_id);
         tag(&mut t, "target-msg-id", &format_uuid(r.id));
         tag(&mut t, "tmi-sent-ts", &ts.to_string());
         t.pop();

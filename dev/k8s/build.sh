@@ -20,7 +20,7 @@
 # TCI_K8S_BIN_DIR. GOTOOLCHAIN=local: the installed Go is used, never a downloaded one.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-export GOTOOLCHAIN=local GOFLAGS=-mod=readonly CGO_ENABLED=0
+export GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0
 P=${TCI_GO_BUILD_P:-2}
 
 modver() { awk -v m="$1" '$1 == m && $2 ~ /^v/ { print $2; exit }' "$2"; }

@@ -40,7 +40,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 pub use config::SimConfig;
 pub use sent::{ChannelSentReport, SentReport};
@@ -333,24 +333,51 @@ impl Sim {
         let token = self.handle.token.clone();
         let mut tasks = std::mem::take(&mut self.tasks);
         let mut failure = None;
+        // `biased`: when shutdown was already requested (`shutdown()` cancels, then calls this),
+        // a task that has finished *because* of it must not be mistaken for one that stopped on
+        // its own. Unbiased, `select!` picked either ready branch at random, and a Helix server
+        // that had already shut down gracefully was reported as "exited unexpectedly": the
+        // flaky `task helix-http failed` of the listener tests.
         let next = tokio::select! {
+            biased;
             _ = token.cancelled() => None,
             r = tasks.join_next() => r,
         };
         if let Some(res) = next {
             let (name, message) = match res {
-                Ok((name, Ok(()))) => (name, "exited unexpectedly".to_string()),
+                Ok((name, Ok(()))) if token.is_cancelled() => (name, String::new()),
+                Ok((name, Ok(()))) => (
+                    name,
+                    "exited unexpectedly (returned without error before shutdown was requested)"
+                        .to_string(),
+                ),
                 Ok((name, Err(e))) => (name, format!("{e:#}")),
-                Err(e) => ("unknown", e.to_string()),
+                Err(e) => ("unknown", format!("panicked or was aborted: {e}")),
             };
-            error!(task = name, %message, "core task stopped; shutting down");
-            failure = Some(SimError::TaskFailed { name, message });
+            if message.is_empty() {
+                info!(task = name, "task stopped: shutdown requested");
+            } else {
+                error!(task = name, %message, "core task stopped; shutting down");
+                failure = Some(SimError::TaskFailed { name, message });
+            }
         }
         token.cancel();
         self.conns.close();
         let conns = self.conns.clone();
         let drained = tokio::time::timeout(Duration::from_secs(5), async move {
-            while tasks.join_next().await.is_some() {}
+            while let Some(res) = tasks.join_next().await {
+                match res {
+                    Ok((name, Ok(()))) => info!(task = name, "task stopped: shutdown requested"),
+                    Ok((name, Err(e))) => {
+                        warn!(
+                            task = name,
+                            error = format!("{e:#}"),
+                            "task failed while stopping"
+                        )
+                    }
+                    Err(e) => warn!(error = %e, "a task panicked or was aborted while stopping"),
+                }
+            }
             conns.wait().await;
         })
         .await;

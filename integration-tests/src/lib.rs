@@ -30,7 +30,9 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// One test's private slice of the stack.
+/// One test's private slice of the stack: its topics and keyspace are deleted when it is
+/// dropped, also when the test fails (the drop runs while a panic unwinds), so runs leave
+/// nothing behind in the local stack.
 pub struct TestEnv {
     /// Configuration pointing at this test's topics and keyspace.
     pub cfg: CommonConfig,
@@ -99,6 +101,49 @@ impl TestEnv {
                 (),
             )
             .await;
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let cfg = self.cfg.clone();
+        // Drop runs inside the test's runtime, which cannot block on its own futures: clean up
+        // on a thread with a runtime of its own, bounded in time.
+        let cleaned = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let t = &cfg.topics;
+                let topics = [&t.live_streams, &t.chat, &t.moderation, &t.dead_letter];
+                let topics: Vec<&str> = topics.iter().map(|s| s.as_str()).collect();
+                let kafka = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    kafka::delete_topics(&cfg.kafka, &topics),
+                );
+                let keyspace = async {
+                    let session = cassandra::connect_once(&cfg.cassandra).await?;
+                    session
+                        .query_unpaged(
+                            format!("DROP KEYSPACE IF EXISTS {}", cfg.cassandra.keyspace),
+                            (),
+                        )
+                        .await?;
+                    anyhow::Ok(())
+                };
+                let keyspace = tokio::time::timeout(Duration::from_secs(60), keyspace);
+                let (k, c) = tokio::join!(kafka, keyspace);
+                k.map_err(|_| anyhow::anyhow!("deleting topics timed out"))??;
+                c.map_err(|_| anyhow::anyhow!("dropping the keyspace timed out"))??;
+                anyhow::Ok(())
+            })
+        })
+        .join();
+        match cleaned {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("[{}] cleanup left something behind: {e:#}", self.id),
+            Err(_) => eprintln!("[{}] cleanup thread panicked", self.id),
+        }
     }
 }
 

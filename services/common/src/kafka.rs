@@ -196,6 +196,20 @@ pub async fn ensure_topics(
     Ok(out)
 }
 
+/// Deletes `topics`; a topic that does not exist is not an error. For tests and benchmarks that
+/// clean up after themselves.
+pub async fn delete_topics(cfg: &KafkaConfig, topics: &[&str]) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = base_config(cfg).create()?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in admin.delete_topics(topics, &opts).await? {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((t, e)) => anyhow::bail!("deleting topic {t}: {e}"),
+        }
+    }
+    Ok(())
+}
+
 /// Header names on dead-lettered records.
 pub mod dlq_headers {
     pub const REASON: &str = "tci.dlq.reason";

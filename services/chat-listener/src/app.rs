@@ -37,16 +37,28 @@ impl App {
         let readiness = Readiness::new(&["kafka", "registry"]);
         let (admin_addr, admin) =
             admin::serve(&cfg.common.admin.addr, readiness.clone(), token.clone()).await?;
+        let session_timeout = cfg.channels.session_timeout.as_millis().to_string();
+        // The live set is soft state rebuilt from the topic (see `channels`): no commits.
+        let mut overrides = vec![
+            ("enable.auto.commit", "false"),
+            ("auto.offset.reset", "latest"),
+            ("session.timeout.ms", session_timeout.as_str()),
+            ("heartbeat.interval.ms", "1000"),
+        ];
+        if let Some(id) = cfg
+            .channels
+            .instance_id
+            .as_deref()
+            .filter(|i| !i.is_empty())
+        {
+            overrides.push(("group.instance.id", id));
+        }
         let consumer: StreamConsumer = kafka::consumer(
             &cfg.common.kafka,
             &cfg.channels.group_id,
             "chat-listener",
             DefaultConsumerContext,
-            // The live set is soft state rebuilt from the topic (see `channels`): no commits.
-            &[
-                ("enable.auto.commit", "false"),
-                ("auto.offset.reset", "latest"),
-            ],
+            &overrides,
         )?;
         consumer.subscribe(&[&cfg.common.topics.live_streams])?;
         let producer = kafka::producer(

@@ -75,34 +75,50 @@ pub fn valid_login(login: &str) -> bool {
 }
 
 /// The owned live channels (pure logic; the consumer loop feeds it).
+///
+/// Channels of a partition this replica loses are not parted at once but kept for a handover
+/// grace: when the group only lost this replica for a moment (a Kafka broker restart times the
+/// session out, then the sticky assignor hands the same partitions back), capture never stops;
+/// when another replica really took them, both capture for the grace and the idempotent message
+/// ids merge the copies.
 #[derive(Debug, Default)]
 pub struct LiveSet {
     ttl_ms: i64,
+    handover_ms: i64,
     channels: HashMap<String, Entry>,
+    /// Channels of lost partitions, still joined until the deadline (ms).
+    leaving: HashMap<String, (Entry, i64)>,
     assigned: HashSet<i32>,
 }
 
 impl LiveSet {
+    /// Parts lost partitions' channels at once (no handover grace).
     pub fn new(ttl: Duration) -> Self {
+        Self::with_handover(ttl, Duration::ZERO)
+    }
+
+    /// Keeps lost partitions' channels joined for `handover` (see the type's docs).
+    pub fn with_handover(ttl: Duration, handover: Duration) -> Self {
         Self {
             ttl_ms: ttl.as_millis() as i64,
+            handover_ms: handover.as_millis() as i64,
             ..Self::default()
         }
     }
 
-    /// Number of owned channels.
+    /// Number of joined channels (owned, or kept through a handover).
     pub fn len(&self) -> usize {
-        self.channels.len()
+        self.channels.len() + self.leaving.len()
     }
 
-    /// True when no channel is owned.
+    /// True when no channel is joined.
     pub fn is_empty(&self) -> bool {
-        self.channels.is_empty()
+        self.channels.is_empty() && self.leaving.is_empty()
     }
 
-    /// True when `login` is owned.
+    /// True when `login` is joined.
     pub fn contains(&self, login: &str) -> bool {
-        self.channels.contains_key(login)
+        self.channels.contains_key(login) || self.leaving.contains_key(login)
     }
 
     /// A live-stream record from `partition`. Returns the login to join when it is new, or why
@@ -124,6 +140,10 @@ impl LiveSet {
             return Err(Ignored::Stale);
         }
         let login = login.to_ascii_lowercase();
+        if let Some((e, _)) = self.leaving.remove(&login) {
+            // Still joined from before a handover: owned again, nothing to join.
+            self.channels.insert(login.clone(), e);
+        }
         match self.channels.get_mut(&login) {
             Some(e) => {
                 e.last_seen_ms = e.last_seen_ms.max(observed_at_ms);
@@ -143,10 +163,11 @@ impl LiveSet {
         }
     }
 
-    /// Channels not seen live within the TTL: removed and returned (to part).
+    /// Channels not seen live within the TTL, and channels whose handover grace ended: removed
+    /// and returned (to part).
     pub fn expire(&mut self, now_ms: i64) -> Vec<String> {
         let cutoff = now_ms - self.ttl_ms;
-        let gone: Vec<String> = self
+        let mut gone: Vec<String> = self
             .channels
             .iter()
             .filter(|(_, e)| e.last_seen_ms < cutoff)
@@ -155,26 +176,61 @@ impl LiveSet {
         for g in &gone {
             self.channels.remove(g);
         }
+        let handed_over: Vec<String> = self
+            .leaving
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline <= now_ms)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for g in &handed_over {
+            self.leaving.remove(g);
+        }
+        gone.extend(handed_over);
         gone
     }
 
-    /// Applies a new partition assignment: returns the partitions gained (to rewind) and the
-    /// channels of lost partitions (to part).
-    pub fn set_assignment(&mut self, now: HashSet<i32>) -> (Vec<i32>, Vec<String>) {
+    /// Applies a new partition assignment at `now_ms`: returns the partitions gained (to
+    /// rewind) and the channels to part now. Without a handover grace those are the channels of
+    /// lost partitions; with one, they are kept joined until [`Self::expire`] finds the grace
+    /// over, and come back as owned if their partition is assigned again before that.
+    pub fn set_assignment(&mut self, now: HashSet<i32>, now_ms: i64) -> (Vec<i32>, Vec<String>) {
         let mut gained: Vec<i32> = now.difference(&self.assigned).copied().collect();
         gained.sort_unstable();
         let lost: HashSet<i32> = self.assigned.difference(&now).copied().collect();
-        let parts: Vec<String> = self
+        let losing: Vec<String> = self
             .channels
             .iter()
             .filter(|(_, e)| lost.contains(&e.partition))
             .map(|(k, _)| k.clone())
             .collect();
-        for p in &parts {
-            self.channels.remove(p);
+        let mut parts = Vec::new();
+        for login in losing {
+            if let Some(e) = self.channels.remove(&login) {
+                if self.handover_ms > 0 {
+                    self.leaving.insert(login, (e, now_ms + self.handover_ms));
+                } else {
+                    parts.push(login);
+                }
+            }
+        }
+        let back: Vec<String> = self
+            .leaving
+            .iter()
+            .filter(|(_, (e, _))| now.contains(&e.partition))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for login in back {
+            if let Some((e, _)) = self.leaving.remove(&login) {
+                self.channels.insert(login, e);
+            }
         }
         self.assigned = now;
         (gained, parts)
+    }
+
+    /// Channels kept joined through a handover grace.
+    pub fn leaving(&self) -> usize {
+        self.leaving.len()
     }
 }
 
@@ -188,7 +244,7 @@ pub async fn run(
     owned: Arc<std::sync::atomic::AtomicUsize>,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut live = LiveSet::new(cfg.ttl);
+    let mut live = LiveSet::with_handover(cfg.ttl, cfg.handover_grace);
     let mut tick = tokio::time::interval(cfg.check_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut to_rewind: Vec<i32> = Vec::new();
@@ -236,9 +292,10 @@ pub async fn run(
                         continue;
                     }
                 };
-                let (gained, lost_channels) = live.set_assignment(assignment);
-                if !gained.is_empty() || !lost_channels.is_empty() {
-                    info!(gained = ?gained, parted = lost_channels.len(), "live-streams partitions rebalanced");
+                let leaving_before = live.leaving();
+                let (gained, lost_channels) = live.set_assignment(assignment, tci_common::now_ms());
+                if !gained.is_empty() || !lost_channels.is_empty() || live.leaving() != leaving_before {
+                    info!(gained = ?gained, parted = lost_channels.len(), kept_for_handover = live.leaving(), "live-streams partitions rebalanced");
                 }
                 to_rewind.extend(gained);
                 if !to_rewind.is_empty() {
@@ -328,7 +385,7 @@ mod tests {
     #[test]
     fn joins_new_channels_once_and_parts_them_after_the_ttl() {
         let mut l = LiveSet::new(Duration::from_secs(300));
-        l.set_assignment(set(&[0, 1]));
+        l.set_assignment(set(&[0, 1]), 0);
         assert_eq!(
             l.observe("Foo", 1_000_000, 0, 1_000_000),
             Ok(Some("foo".into()))
@@ -345,7 +402,7 @@ mod tests {
     #[test]
     fn stale_records_foreign_partitions_and_invalid_logins_are_ignored() {
         let mut l = LiveSet::new(Duration::from_secs(300));
-        l.set_assignment(set(&[1]));
+        l.set_assignment(set(&[1]), 0);
         assert_eq!(l.observe("a", 0, 1, 1_000_000), Err(Ignored::Stale));
         assert_eq!(
             l.observe("b", 999_000, 2, 1_000_000),
@@ -372,12 +429,34 @@ mod tests {
     #[test]
     fn a_rebalance_parts_the_channels_of_lost_partitions_only() {
         let mut l = LiveSet::new(Duration::from_secs(300));
-        l.set_assignment(set(&[0, 1]));
+        l.set_assignment(set(&[0, 1]), 0);
         l.observe("a", 10, 0, 10).expect("a");
         l.observe("b", 10, 1, 10).expect("b");
-        let (gained, parted) = l.set_assignment(set(&[1, 2]));
+        let (gained, parted) = l.set_assignment(set(&[1, 2]), 0);
         assert_eq!(gained, vec![2]);
         assert_eq!(parted, vec!["a".to_string()]);
         assert!(l.contains("b") && !l.contains("a"));
+    }
+
+    #[test]
+    fn lost_partitions_are_kept_through_the_handover_grace() {
+        let mut l = LiveSet::with_handover(Duration::from_secs(300), Duration::from_secs(60));
+        l.set_assignment(set(&[0, 1]), 0);
+        assert_eq!(l.observe("a", 1_000, 0, 1_000), Ok(Some("a".into())));
+        assert_eq!(l.observe("b", 1_000, 1, 1_000), Ok(Some("b".into())));
+        // A Kafka outage times the session out: every partition is lost for a while ...
+        let (_, parts) = l.set_assignment(set(&[]), 2_000);
+        assert!(parts.is_empty(), "nothing parted during the grace");
+        assert!(l.contains("a") && l.contains("b"));
+        assert!(l.expire(30_000).is_empty());
+        // ... and the sticky assignor hands partition 0 back: "a" is owned again, no re-join.
+        let (gained, parts) = l.set_assignment(set(&[0]), 31_000);
+        assert_eq!((gained, parts), (vec![0], vec![]));
+        assert_eq!(l.observe("a", 31_000, 0, 31_000), Ok(None));
+        // "b" went to another replica: parted once the grace is over.
+        assert_eq!(l.expire(61_999), Vec::<String>::new());
+        assert_eq!(l.expire(62_000), vec!["b".to_string()]);
+        assert!(l.contains("a") && !l.contains("b"));
+        assert_eq!(l.len(), 1);
     }
 }

@@ -76,6 +76,22 @@ pub struct ChannelsConfig {
     /// How often expiry and ownership are checked.
     #[serde(with = "humantime_serde")]
     pub check_interval: Duration,
+    /// How long the group waits for a replica that stopped answering before its channels go
+    /// to the others (Kafka's `session.timeout.ms`). Short, because while it waits those
+    /// channels are not captured and Twitch does not replay them.
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// A stable name for this replica in the group (Kafka static membership,
+    /// `group.instance.id`): a replica restarted under the same name (a crashed container in
+    /// the same pod; the Helm chart uses the pod name) gets its channels back at once instead
+    /// of after `session_timeout`. Must differ between replicas; unset by default.
+    pub instance_id: Option<String>,
+    /// Channels of live-streams partitions this replica loses stay joined this long: a Kafka
+    /// outage that times the group session out then costs no chat (the same partitions come
+    /// back), and a real handover to another replica overlaps instead of leaving a hole (the
+    /// copies merge by message id). 0 parts at once.
+    #[serde(with = "humantime_serde")]
+    pub handover_grace: Duration,
 }
 
 impl Default for ChannelsConfig {
@@ -84,6 +100,9 @@ impl Default for ChannelsConfig {
             group_id: "chat-listener".into(),
             ttl: Duration::from_secs(300),
             check_interval: Duration::from_secs(1),
+            session_timeout: Duration::from_secs(10),
+            instance_id: None,
+            handover_grace: Duration::from_secs(60),
         }
     }
 }

@@ -13,6 +13,8 @@ pub struct Metrics {
     pub parse_errors: IntCounterVec,
     pub record_errors: IntCounterVec,
     pub derived_fields: IntCounterVec,
+    pub capture_gaps: IntCounter,
+    pub capture_gap_seconds: prometheus::Counter,
     pub reconnects: IntCounterVec,
     pub published: IntCounterVec,
     pub publish_failed: IntCounterVec,
@@ -58,6 +60,14 @@ pub static M: LazyLock<Metrics> = LazyLock::new(|| {
         "tci_chat_listener_derived_fields_total",
         "Records whose line lacked a tag that was then resolved or derived, by field: room-id (from the channel's known id), tmi-sent-ts (receive time), id (hash of room, sender, time and text).",
         &["field"],
+    ),
+    capture_gaps: t::counter(
+        "tci_chat_listener_capture_gaps_total",
+        "Times a joined channel was not captured for a while (its connection was down), reported when it is joined again; each is logged with the channel and the window.",
+    ),
+    capture_gap_seconds: t::float_counter(
+        "tci_chat_listener_capture_gap_seconds_total",
+        "Seconds of chat not captured, summed over channels (Twitch does not replay them).",
     ),
     reconnects: t::counter_vec(
         "tci_chat_listener_reconnects_total",

@@ -61,6 +61,11 @@ pub fn counter(name: &str, help: &str) -> IntCounter {
     register(must(IntCounter::new(name, help), name), name)
 }
 
+/// A counter of a fractional quantity (seconds, bytes): `name` must end in `_total`.
+pub fn float_counter(name: &str, help: &str) -> prometheus::Counter {
+    register(must(prometheus::Counter::new(name, help), name), name)
+}
+
 /// A counter with labels.
 pub fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     register(

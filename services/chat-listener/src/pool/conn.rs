@@ -2,7 +2,7 @@
 //! reconnection with capped exponential backoff and jitter (re-joining its channels).
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     sync::{Arc, LazyLock},
     time::Duration,
 };
@@ -67,6 +67,10 @@ pub async fn run(
     token: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut channels: BTreeMap<String, i64> = BTreeMap::new();
+    // Channels whose capture stopped (the connection went down), and since when (ms): Twitch
+    // does not replay what was said meanwhile, so the window is reported once the channel is
+    // joined again.
+    let mut gaps: HashMap<String, i64> = HashMap::new();
     let mut backoff = Backoff::new(cfg.reconnect_min, cfg.reconnect_max);
     let nick = cfg
         .nick
@@ -85,6 +89,7 @@ pub async fn run(
                     cfg: &cfg,
                     nick: &nick,
                     channels: &mut channels,
+                    gaps: &mut gaps,
                     out: &out,
                     limiter: &limiter,
                 };
@@ -101,6 +106,10 @@ pub async fn run(
         match end {
             End::Cancelled => return Ok(()),
             End::Reconnect(cause) => {
+                let now = tci_common::now_ms();
+                for channel in channels.keys() {
+                    gaps.entry(channel.clone()).or_insert(now);
+                }
                 M.reconnects.with_label_values(&[cause]).inc();
                 let delay = backoff.next_delay();
                 info!(connection = id, cause, retry_in = ?delay, "reconnecting to chat");
@@ -112,7 +121,7 @@ pub async fn run(
                         _ = tokio::time::sleep_until(deadline) => break,
                         cmd = cmds.recv() => match cmd {
                             Some(ConnCmd::Join(c, id)) => { channels.insert(c, id); }
-                            Some(ConnCmd::Part(c)) => { channels.remove(&c); }
+                            Some(ConnCmd::Part(c)) => { gaps.remove(&c); channels.remove(&c); }
                             None => return Ok(()),
                         },
                     }
@@ -140,6 +149,7 @@ struct Session<'a> {
     cfg: &'a IrcConfig,
     nick: &'a str,
     channels: &'a mut BTreeMap<String, i64>,
+    gaps: &'a mut HashMap<String, i64>,
     out: &'a mpsc::Sender<Outgoing>,
     limiter: &'a JoinLimiter,
 }
@@ -253,6 +263,7 @@ impl Session<'_> {
                         }
                     }
                     Some(ConnCmd::Part(c)) => {
+                        self.gaps.remove(&c);
                         self.channels.remove(&c);
                         pending.retain(|p| p != &c);
                         rooms.remove(&c);
@@ -290,6 +301,23 @@ impl Session<'_> {
         }
     }
 
+    /// A channel was not captured from `since` until now: what Twitch sent meanwhile is not in
+    /// the archive (Twitch does not replay chat). One warning per gap, with the window.
+    fn report_gap(&self, channel: &str, since: i64) {
+        let now = tci_common::now_ms();
+        let seconds = (now - since).max(0) as f64 / 1000.0;
+        M.capture_gaps.inc();
+        M.capture_gap_seconds.inc_by(seconds);
+        warn!(
+            connection = self.id,
+            channel,
+            from_ms = since,
+            to_ms = now,
+            seconds,
+            "chat capture gap: the connection was down; Twitch does not replay what was said in this window (a second capture lane closes such gaps)"
+        );
+    }
+
     async fn handle_line(&mut self, line: &str, rooms: &mut RoomStates) -> LineAction {
         let msg = match irc::parse(line) {
             Ok(m) => m,
@@ -315,6 +343,12 @@ impl Session<'_> {
             }
             "PONG" => return LineAction::PongReceived,
             "RECONNECT" => return LineAction::Reconnect,
+            // Twitch answers every JOIN with the channel's full ROOMSTATE: capture is back.
+            "ROOMSTATE" => {
+                if let Some(since) = msg.channel().and_then(|c| self.gaps.remove(c)) {
+                    self.report_gap(msg.channel().unwrap_or_default(), since);
+                }
+            }
             "NOTICE" => {
                 if let Some(n) = LOG.allow("notice") {
                     info!(

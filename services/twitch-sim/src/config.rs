@@ -53,6 +53,10 @@ pub struct SimConfig {
     pub ratelimit_refill: Duration,
     /// Keep every sent PRIVMSG id (needed for distinct counts and `?ids=true`).
     pub record_ids: bool,
+    /// Chat goes on in every live channel whether or not anyone listens, as on Twitch: traffic
+    /// is generated for all live channels, and lines of a channel no connection has joined are
+    /// lost (Twitch does not replay them). Off by default: traffic only for joined channels.
+    pub chat_while_unjoined: bool,
 }
 
 impl Default for SimConfig {
@@ -80,6 +84,7 @@ impl Default for SimConfig {
             ratelimit_bucket: 800,
             ratelimit_refill: Duration::from_secs(60),
             record_ids: true,
+            chat_while_unjoined: false,
         }
     }
 }

@@ -43,7 +43,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 pub use config::SimConfig;
-pub use sent::{ChannelSentReport, SentReport};
+pub use sent::{ChannelSentReport, LedgerEntry, SentReport};
 pub use world::Channel;
 
 /// Errors starting or running the simulator.
@@ -140,6 +140,12 @@ impl SimHandle {
     /// PRIVMSG ids written so far, per broadcaster id (ids listed when `with_ids`).
     pub fn sent(&self, with_ids: bool) -> SentReport {
         self.shared.sent.report(with_ids)
+    }
+
+    /// Every PRIVMSG generated so far, delivered to a socket or not (with
+    /// `chat_while_unjoined`, also those of channels nobody had joined), in order.
+    pub fn ledger(&self) -> Vec<LedgerEntry> {
+        self.shared.sent.ledger()
     }
 
     /// Forgets the sent record.

@@ -23,11 +23,24 @@ struct ChannelSent {
     dup_ids: HashSet<u128>,
 }
 
-/// Per-channel record of PRIVMSG ids written to at least one socket.
+/// Per-channel record of PRIVMSG ids written to at least one socket, and the ledger of every
+/// PRIVMSG generated (whether or not any socket got it).
 #[derive(Debug)]
 pub(crate) struct SentLog {
     record_ids: bool,
     inner: Mutex<HashMap<Arc<str>, ChannelSent>>,
+    ledger: Mutex<Vec<(Arc<str>, u128, u64)>>,
+}
+
+/// One PRIVMSG the simulated Twitch sent into a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct LedgerEntry {
+    /// Broadcaster id (`room-id`).
+    pub room_id: String,
+    /// Message id.
+    pub id: String,
+    /// `tmi-sent-ts`, ms since the epoch.
+    pub sent_ms: u64,
 }
 
 /// `GET /sim/sent` body.
@@ -58,7 +71,29 @@ impl SentLog {
         Self {
             record_ids,
             inner: Mutex::new(HashMap::new()),
+            ledger: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Adds generated PRIVMSGs (first deliveries only) to the ledger, when ids are recorded.
+    pub(crate) fn generated(&self, refs: impl Iterator<Item = (Arc<str>, u128)>, ts: u64) {
+        if !self.record_ids {
+            return;
+        }
+        let mut l = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        l.extend(refs.map(|(room, id)| (room, id, ts)));
+    }
+
+    /// The ledger: every PRIVMSG generated, in order.
+    pub(crate) fn ledger(&self) -> Vec<LedgerEntry> {
+        let l = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+        l.iter()
+            .map(|(room, id, ts)| LedgerEntry {
+                room_id: room.to_string(),
+                id: format_uuid(*id),
+                sent_ms: *ts,
+            })
+            .collect()
     }
 
     /// Records the PRIVMSGs of a frame that was just written to a socket.

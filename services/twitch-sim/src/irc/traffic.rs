@@ -137,11 +137,28 @@ impl Generator {
         }
     }
 
-    /// Rebuilds the weighted list of channels that are both joined and live.
-    pub(crate) fn set_active(&mut self, joined: &[Arc<str>], snap: &crate::world::Snapshot) {
+    /// Rebuilds the weighted list of channels that chat: those both joined and live, or with
+    /// `all_live`, every live channel (Twitch chats whether or not anyone listens).
+    pub(crate) fn set_active(
+        &mut self,
+        joined: &[Arc<str>],
+        snap: &crate::world::Snapshot,
+        all_live: bool,
+    ) {
         self.active.clear();
         self.cumulative.clear();
         let mut total = 0.0;
+        let every_live: Vec<Arc<str>>;
+        let joined = if all_live {
+            every_live = snap
+                .streams
+                .iter()
+                .map(|c| Arc::from(c.user_login.as_str()))
+                .collect();
+            &every_live[..]
+        } else {
+            joined
+        };
         for login in joined {
             if let Some(c) = snap.live(login) {
                 total += ((c.viewer_count + 1) as f64).powf(0.6);
@@ -688,7 +705,7 @@ pub(crate) async fn run(shared: Arc<Shared>, token: CancellationToken) -> anyhow
         if versions != seen {
             seen = versions;
             let snap = shared.world.snapshot();
-            generator.set_active(&shared.hub.joined(), &snap);
+            generator.set_active(&shared.hub.joined(), &snap, cfg.chat_while_unjoined);
             debug!(active = generator.active_len(), "active channels changed");
         }
         if shared.is_paused() || generator.active_len() == 0 {
@@ -701,7 +718,15 @@ pub(crate) async fn run(shared: Arc<Shared>, token: CancellationToken) -> anyhow
         if n < 1.0 {
             continue;
         }
-        generator.generate(n as usize, now_ms(), &mut buf);
+        let ts = now_ms();
+        generator.generate(n as usize, ts, &mut buf);
+        shared.sent.generated(
+            buf.iter()
+                .filter_map(|l| l.sent.as_ref())
+                .filter(|s| !s.duplicate)
+                .map(|s| (s.room_id.clone(), s.id)),
+            ts,
+        );
         shared
             .hub
             .distribute(std::mem::take(&mut buf), cfg.max_lines_per_frame);
@@ -724,7 +749,7 @@ mod tests {
             .map(|c| Arc::from(c.user_login.as_str()))
             .collect();
         let mut g = Generator::new(3, 0.01);
-        g.set_active(&joined, &snap);
+        g.set_active(&joined, &snap, false);
         let mut out = Vec::new();
         g.generate(n, 1_700_000_000_000, &mut out);
         out

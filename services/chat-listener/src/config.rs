@@ -70,7 +70,8 @@ impl Default for IrcConfig {
 pub struct ChannelsConfig {
     /// Consumer group on the live-streams topic; replicas in one group split the channels.
     pub group_id: String,
-    /// A channel not seen live for this long is parted (the original used 5 minutes).
+    /// A channel not seen live for this long is parted (the original used 5 minutes; 10 survive
+    /// one failed poll at the 120 s poll interval that all of Twitch needs, see docs/operations.md).
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
     /// How often expiry and ownership are checked.
@@ -98,7 +99,7 @@ impl Default for ChannelsConfig {
     fn default() -> Self {
         Self {
             group_id: "chat-listener".into(),
-            ttl: Duration::from_secs(300),
+            ttl: Duration::from_secs(600),
             check_interval: Duration::from_secs(1),
             session_timeout: Duration::from_secs(10),
             instance_id: None,

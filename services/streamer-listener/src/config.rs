@@ -83,7 +83,7 @@ pub struct PollConfig {
 impl Default for PollConfig {
     fn default() -> Self {
         Self {
-            interval: Duration::from_secs(60),
+            interval: Duration::from_secs(120),
             page_size: 100,
             max_pages: 0,
             page_retries: 5,
@@ -192,7 +192,7 @@ mod tests {
         let c = Config::default();
         assert_eq!(c.twitch.auth_url, "https://id.twitch.tv");
         assert_eq!(c.twitch.helix_url, "https://api.twitch.tv");
-        assert_eq!(c.poll.interval, Duration::from_secs(60));
+        assert_eq!(c.poll.interval, Duration::from_secs(120));
         assert!(matches!(c.validate(), Err(ConfigError::MissingClientId)));
         valid().validate().expect("valid");
     }

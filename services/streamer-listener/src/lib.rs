@@ -1,6 +1,6 @@
 //! # streamer-listener
 //!
-//! Every `poll.interval` (60 s) it walks Helix `GET /helix/streams?type=live&first=100` through
+//! Every `poll.interval` (120 s: one walk of all of Twitch takes over a minute, see docs/operations.md) it walks Helix `GET /helix/streams?type=live&first=100` through
 //! all pages with an app access token (client credentials), filters and de-duplicates the
 //! streams, and publishes one Avro [`tci_schemas::LiveStream`] per live channel to the
 //! live-streams topic (key = broadcaster id), all stamped with the poll's start time and id.

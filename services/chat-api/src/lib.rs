@@ -46,6 +46,8 @@ impl App {
     /// Binds the API and admin listeners and tries to connect to Cassandra once (a failure is
     /// not fatal: `run` keeps retrying in the background and queries answer 503 meanwhile).
     pub async fn build(cfg: Config, token: CancellationToken) -> anyhow::Result<Self> {
+        // Every metric is registered before /metrics can be scraped, not at its first use.
+        std::sync::LazyLock::force(&crate::metrics::METRICS);
         let secret = match &cfg.cursor.secret {
             Some(s) if !s.expose_secret().is_empty() => s.expose_secret().as_bytes().to_vec(),
             _ => {

@@ -151,6 +151,8 @@ impl App {
     /// Connects to Cassandra, the registry and Kafka, subscribes the group, binds the admin
     /// server.
     pub async fn build(cfg: Config, token: CancellationToken) -> anyhow::Result<Self> {
+        // Every metric is registered before /metrics can be scraped, not at its first use.
+        std::sync::LazyLock::force(&crate::metrics::METRICS);
         let readiness = admin::Readiness::new(&["kafka", "cassandra", "registry"]);
         let codec = AvroCodec::new(&cfg.common.registry)?;
         let writer = connect_writer(&cfg, &token).await?;

@@ -33,6 +33,8 @@ impl App {
     /// Creates the clients and binds the admin server. Dependencies that are down do not fail
     /// the build: the tasks retry them and `/readyz` says which is missing.
     pub async fn build(cfg: Config, token: CancellationToken) -> anyhow::Result<Self> {
+        // Every metric is registered before /metrics can be scraped, not at its first use.
+        std::sync::LazyLock::force(&crate::metrics::M);
         let _ = rustls::crypto::ring::default_provider().install_default();
         let readiness = Readiness::new(&["kafka", "registry"]);
         let (admin_addr, admin) =

@@ -87,6 +87,8 @@ impl App {
     /// statements (the migrations must have been applied: `tci migrate`), subscribes the group
     /// and binds the admin server.
     pub async fn build(cfg: Config, token: CancellationToken) -> anyhow::Result<Self> {
+        // Every metric is registered before /metrics can be scraped, not at its first use.
+        std::sync::LazyLock::force(&crate::metrics::METRICS);
         if cfg.ingest.batch_size == 0 || cfg.ingest.write_concurrency == 0 {
             anyhow::bail!("ingest.batch_size and ingest.write_concurrency must be > 0");
         }

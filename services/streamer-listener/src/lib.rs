@@ -186,6 +186,8 @@ impl App {
     /// Validates the configuration, builds the HTTP and Kafka clients, binds the admin server.
     /// Nothing is contacted yet (Twitch, Kafka and the registry may be down at start-up).
     pub async fn build(cfg: Config, token: CancellationToken) -> anyhow::Result<Self> {
+        // Every metric is registered before /metrics can be scraped, not at its first use.
+        std::sync::LazyLock::force(&crate::metrics::METRICS);
         cfg.validate().context("invalid configuration")?;
         // Register the metrics now, so /metrics lists them before the first poll.
         std::sync::LazyLock::force(&METRICS);

@@ -75,17 +75,35 @@ cmd_start() {
   for s in "${SERVICES[@]}"; do
     # shellcheck disable=SC2086
     start_one $s
-    sleep 0.3
   done
-  sleep 2
-  for s in "${SERVICES[@]}"; do
-    set -- $s
-    if [ "$1" = twitch-sim ] && [ "$USE_SIM" = 0 ]; then continue; fi
-    if ! alive "$1"; then
-      say "ERROR: $1 exited at start; last lines of $LOGS/$1.log:"
-      tail -n 20 "$LOGS/$1.log" >&2
-      exit 1
+  # Wait until every service answers /readyz (the simulator: /sim/stats), at most 60 s; a
+  # service that exits meanwhile is an error, one still not ready is reported with its reason.
+  local deadline=$((SECONDS + 60)) pending
+  while :; do
+    pending=()
+    for s in "${SERVICES[@]}"; do
+      set -- $s
+      if [ "$1" = twitch-sim ] && [ "$USE_SIM" = 0 ]; then continue; fi
+      if ! alive "$1"; then
+        say "ERROR: $1 exited at start; last lines of $LOGS/$1.log:"
+        tail -n 20 "$LOGS/$1.log" >&2
+        exit 1
+      fi
+      local url="http://127.0.0.1:$2/readyz"
+      [ "$1" = twitch-sim ] && url="http://$SIM_HELIX/sim/stats"
+      curl -fs -o /dev/null --max-time 2 "$url" 2>/dev/null || pending+=("$1")
+    done
+    [ ${#pending[@]} -eq 0 ] && { say "every service is ready"; return; }
+    if [ $SECONDS -ge $deadline ]; then
+      for p in "${pending[@]}"; do
+        for s in "${SERVICES[@]}"; do
+          set -- $s
+          [ "$1" = "$p" ] && say "not ready yet: $p: $(curl -s --max-time 2 "http://127.0.0.1:$2/readyz" 2>/dev/null | tr '\n' ' ')"
+        done
+      done
+      return
     fi
+    sleep 0.5
   done
 }
 

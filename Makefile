@@ -14,7 +14,7 @@ BIN := $(CARGO_TARGET_DIR)/$(PROFILE)
 STACK := $(ROOT)/dev/stack.sh
 RUN := $(ROOT)/dev/run.sh
 
-.PHONY: help deps build up down status logs test test-unit lint fmt bench bench-ingest bench-api bench-storage clean-stack
+.PHONY: help deps build up down status logs test test-unit lint fmt bench bench-ingest bench-api bench-storage bench-system clean-stack
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ bench-api: deps ## API load run: wrk on limit=100 pages vs direct CQL single-pag
 bench-storage: deps ## Bytes on disk per message per chat table after flush+compact (KEYSPACE=tci for the demo's)
 	@$(STACK) start
 	bench/storage/run.sh $(if $(KEYSPACE),--keyspace $(KEYSPACE))
+
+bench-system: deps ## Whole pipeline under stepped load (sim + 5 services + stack): report and plots in bench/system/results/
+	bench/system/run.sh
 
 clean-stack: ## Stop the stack and delete its data and logs
 	@$(RUN) stop || true

@@ -57,6 +57,12 @@ pub struct SimConfig {
     /// is generated for all live channels, and lines of a channel no connection has joined are
     /// lost (Twitch does not replay them). Off by default: traffic only for joined channels.
     pub chat_while_unjoined: bool,
+    /// JOIN attempts allowed per `join_window` per login, as Twitch limits them (20 for a
+    /// normal account, 2,000 for a verified bot); attempts over it are ignored without an
+    /// answer. 0 (the default) means unlimited.
+    pub joins_per_window: u32,
+    /// The window of `joins_per_window` (Twitch: 10 s).
+    pub join_window: Duration,
 }
 
 impl Default for SimConfig {
@@ -85,6 +91,8 @@ impl Default for SimConfig {
             ratelimit_refill: Duration::from_secs(60),
             record_ids: true,
             chat_while_unjoined: false,
+            joins_per_window: 0,
+            join_window: Duration::from_secs(10),
         }
     }
 }
@@ -110,6 +118,9 @@ impl SimConfig {
         }
         if self.ping_interval.is_zero() || self.ratelimit_refill.is_zero() {
             return bad("ping_interval and ratelimit_refill must be > 0");
+        }
+        if self.joins_per_window > 0 && self.join_window.is_zero() {
+            return bad("join_window must be > 0 when joins_per_window is set");
         }
         if self.client_queue == 0 || self.max_lines_per_frame == 0 || self.ratelimit_bucket == 0 {
             return bad("client_queue, max_lines_per_frame and ratelimit_bucket must be > 0");

@@ -32,7 +32,7 @@ pub mod world;
 
 use std::net::SocketAddr;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,7 +88,14 @@ pub(crate) struct Shared {
     pub(crate) hub: irc::hub::Hub,
     pub(crate) sent: sent::SentLog,
     pub(crate) helix: helix::HelixState,
+    pub(crate) joins: irc::joins::JoinLimits,
     paused: AtomicBool,
+    /// Aggregate lines per second, as `f64` bits (changed at run time by `/sim/rate`).
+    rate: AtomicU64,
+    /// Lines generated so far (every command, duplicate deliveries included).
+    generated_lines: AtomicU64,
+    /// PRIVMSGs generated so far (first deliveries only).
+    generated_privmsgs: AtomicU64,
 }
 
 impl Shared {
@@ -99,6 +106,37 @@ impl Shared {
     pub(crate) fn set_paused(&self, p: bool) {
         self.paused.store(p, Ordering::Release);
         info!(paused = p, "traffic pause state changed");
+    }
+
+    /// The aggregate rate the generator aims at now (lines per second).
+    pub(crate) fn rate(&self) -> f64 {
+        f64::from_bits(self.rate.load(Ordering::Acquire))
+    }
+
+    /// Changes the aggregate rate; refuses a negative or non-finite value.
+    pub(crate) fn set_rate(&self, per_second: f64) -> Result<(), SimError> {
+        if !per_second.is_finite() || per_second < 0.0 {
+            return Err(SimError::Config(format!(
+                "rate must be a finite number >= 0, got {per_second}"
+            )));
+        }
+        let old = f64::from_bits(self.rate.swap(per_second.to_bits(), Ordering::AcqRel));
+        info!(from = old, to = per_second, "traffic rate changed");
+        Ok(())
+    }
+
+    pub(crate) fn count_generated(&self, lines: u64, privmsgs: u64) {
+        self.generated_lines.fetch_add(lines, Ordering::Relaxed);
+        self.generated_privmsgs
+            .fetch_add(privmsgs, Ordering::Relaxed);
+    }
+
+    /// (lines, PRIVMSGs) generated so far.
+    pub(crate) fn generated(&self) -> (u64, u64) {
+        (
+            self.generated_lines.load(Ordering::Relaxed),
+            self.generated_privmsgs.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -124,6 +162,28 @@ impl SimHandle {
     /// Whether traffic is paused.
     pub fn is_paused(&self) -> bool {
         self.shared.is_paused()
+    }
+
+    /// Changes the aggregate chat rate (lines per second over all chatting channels) at run
+    /// time; the library form of `POST /sim/rate?per_second=N`.
+    pub fn set_rate(&self, per_second: f64) -> Result<(), SimError> {
+        self.shared.set_rate(per_second)
+    }
+
+    /// The aggregate chat rate in force (lines per second).
+    pub fn rate(&self) -> f64 {
+        self.shared.rate()
+    }
+
+    /// Lines generated so far (every command, duplicate deliveries included) and PRIVMSGs
+    /// generated so far (first deliveries only).
+    pub fn generated(&self) -> (u64, u64) {
+        self.shared.generated()
+    }
+
+    /// JOIN attempts ignored so far because a login exceeded `joins_per_window`.
+    pub fn joins_refused(&self) -> u64 {
+        self.shared.joins.refused()
     }
 
     /// Sends `RECONNECT` to every IRC client and closes them after `reconnect_grace`.
@@ -258,7 +318,11 @@ impl Sim {
                 cfg.ratelimit_refill,
                 cfg.token_lifetime,
             ),
+            joins: irc::joins::JoinLimits::new(cfg.joins_per_window, cfg.join_window),
             paused: AtomicBool::new(false),
+            rate: AtomicU64::new(cfg.rate.to_bits()),
+            generated_lines: AtomicU64::new(0),
+            generated_privmsgs: AtomicU64::new(0),
             cfg,
         });
         let conns = TaskTracker::new();
@@ -296,6 +360,8 @@ impl Sim {
             helix = %helix_addr,
             channels = shared.cfg.channels,
             rate = shared.cfg.rate,
+            joins_per_window = shared.cfg.joins_per_window,
+            join_window = ?shared.cfg.join_window,
             seed = shared.cfg.seed,
             "twitch-sim started"
         );

@@ -65,6 +65,21 @@ struct Args {
     /// Time to refill an empty bucket.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     ratelimit_refill: Duration,
+    /// JOIN attempts allowed per --join-window per login (Twitch: 20 for a normal account,
+    /// 2000 for a verified bot); attempts over it are ignored without an answer, as Twitch
+    /// does. 0 = unlimited.
+    #[arg(long, default_value_t = 0)]
+    joins_per_window: u32,
+    /// The window of --joins-per-window (Twitch: 10s).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    join_window: Duration,
+    /// Do not keep the id of every PRIVMSG (the ledger and `/sim/sent?ids=true`): memory stays
+    /// flat during long high-rate runs (benchmarks); counts become approximate.
+    #[arg(long)]
+    no_record_ids: bool,
+    /// Chat in every live channel whether or not anyone joined it, as on Twitch.
+    #[arg(long)]
+    chat_while_unjoined: bool,
 }
 
 impl From<Args> for SimConfig {
@@ -87,6 +102,10 @@ impl From<Args> for SimConfig {
             token_lifetime: a.token_lifetime,
             ratelimit_bucket: a.ratelimit_bucket,
             ratelimit_refill: a.ratelimit_refill,
+            joins_per_window: a.joins_per_window,
+            join_window: a.join_window,
+            record_ids: !a.no_record_ids,
+            chat_while_unjoined: a.chat_while_unjoined,
             ..SimConfig::default()
         }
     }

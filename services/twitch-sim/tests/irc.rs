@@ -444,3 +444,91 @@ async fn shutdown_is_never_reported_as_a_task_failure() {
             .expect("a requested shutdown is not a failure");
     }
 }
+
+#[tokio::test]
+async fn joins_over_the_rate_limit_are_ignored_per_login() {
+    let sim = Sim::start(SimConfig {
+        joins_per_window: 3,
+        join_window: secs(30),
+        rate: 0.0,
+        ..cfg()
+    })
+    .await
+    .unwrap();
+    let live = sim.live();
+    let list: Vec<String> = live
+        .iter()
+        .take(5)
+        .map(|c| format!("#{}", c.user_login))
+        .collect();
+    let mut a = Client::connect(&sim.irc_url()).await;
+    a.login().await;
+    a.send(&format!("JOIN {}", list.join(","))).await;
+    let lines = drain(&mut a, Duration::from_millis(700)).await;
+    let joins: Vec<&String> = lines.iter().filter(|l| command(l) == "JOIN").collect();
+    let rooms = lines.iter().filter(|l| command(l) == "ROOMSTATE").count();
+    assert_eq!((joins.len(), rooms), (3, 3), "{lines:?}");
+    assert!(
+        joins[2].ends_with(&list[2]),
+        "the first three are joined: {joins:?}"
+    );
+    // Silence for the ignored ones, as on Twitch; they count as refused.
+    assert_eq!(sim.joins_refused(), 2);
+    // Another login has its own bucket.
+    let mut b = Client::connect(&sim.irc_url()).await;
+    b.send("NICK justinfan54321").await;
+    b.expect(secs(5), "376", |l| l.contains(" 376 ")).await;
+    b.send(&format!("JOIN {}", list[4])).await;
+    b.expect(secs(5), "JOIN", |l| command(l) == "JOIN").await;
+    let stats: serde_json::Value = reqwest::get(format!("{}/sim/stats", sim.helix_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["joins_refused"], 2);
+    assert_eq!(stats["joins_accepted"], 4);
+    assert_eq!(stats["joins_per_window"], 3);
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn rate_changes_at_run_time() {
+    let sim = Sim::start(SimConfig { rate: 0.0, ..cfg() }).await.unwrap();
+    let live = sim.live();
+    let mut c = Client::connect(&sim.irc_url()).await;
+    c.login().await;
+    c.send(&format!("JOIN #{}", live[0].user_login)).await;
+    c.expect(secs(5), "ROOMSTATE", |l| command(l) == "ROOMSTATE")
+        .await;
+    let quiet = drain(&mut c, Duration::from_millis(500)).await;
+    assert!(quiet.is_empty(), "rate 0 sends nothing: {quiet:?}");
+
+    let http = reqwest::Client::new();
+    let url = format!("{}/sim/rate", sim.helix_url());
+    let r = http
+        .post(format!("{url}?per_second=2000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["rate"], 2000.0);
+    assert_eq!(sim.rate(), 2000.0);
+    c.expect(secs(5), "PRIVMSG", |l| command(l) == "PRIVMSG")
+        .await;
+    assert!(sim.generated().1 > 0);
+
+    for bad in ["-1", "NaN", "inf", "lots"] {
+        let r = http
+            .post(format!("{url}?per_second={bad}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    sim.set_rate(0.0).unwrap();
+    let v: serde_json::Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["rate"], 0.0);
+    assert!(sim.set_rate(f64::INFINITY).is_err());
+    sim.shutdown().await.unwrap();
+}

@@ -127,6 +127,28 @@ pub(crate) fn routes(
             s.set_paused(false);
             ok(json!({"paused": false}))
         });
+    let set_rate = warp::path!("sim" / "rate")
+        .and(warp::post())
+        .and(st.clone())
+        .and(warp::query::<Vec<(String, String)>>())
+        .map(move |s: Arc<Shared>, q: Vec<(String, String)>| {
+            let value = q
+                .iter()
+                .find(|(k, _)| k == "per_second")
+                .and_then(|(_, v)| v.parse::<f64>().ok());
+            match value.map(|v| s.set_rate(v)) {
+                Some(Ok(())) => ok(json!({"rate": s.rate()})),
+                Some(Err(e)) => error_body(StatusCode::BAD_REQUEST, &e.to_string()),
+                None => error_body(
+                    StatusCode::BAD_REQUEST,
+                    "per_second=N (messages per second, a number >= 0) is required",
+                ),
+            }
+        });
+    let get_rate = warp::path!("sim" / "rate")
+        .and(warp::get())
+        .and(st.clone())
+        .map(move |s: Arc<Shared>| ok(json!({"rate": s.rate()})));
     let sent = warp::path!("sim" / "sent")
         .and(warp::get())
         .and(st.clone())
@@ -177,6 +199,13 @@ pub(crate) fn routes(
                 "joined_channels": s.hub.joined().len(),
                 "dropped_frames": s.hub.dropped_frames(),
                 "paused": s.is_paused(),
+                "rate": s.rate(),
+                "generated_lines": s.generated().0,
+                "generated_privmsgs": s.generated().1,
+                "joins_accepted": s.joins.accepted(),
+                "joins_refused": s.joins.refused(),
+                "joins_per_window": s.joins.limit(),
+                "join_window_ms": s.joins.window().as_millis() as u64,
             }))
         });
 
@@ -192,6 +221,10 @@ pub(crate) fn routes(
         .or(pause)
         .unify()
         .or(resume)
+        .unify()
+        .or(set_rate)
+        .unify()
+        .or(get_rate)
         .unify()
         .or(sent)
         .unify()

@@ -313,6 +313,22 @@ impl Conn {
                         warn!(conn = self.id, channel = %ch, "JOIN of invalid channel ignored");
                         continue;
                     }
+                    // Twitch ignores a JOIN over the login's rate limit: no echo, no ROOMSTATE.
+                    if !self.shared.joins.allow(&nick) {
+                        let refused = self.shared.joins.refused();
+                        if refused.is_power_of_two() {
+                            warn!(
+                                conn = self.id,
+                                nick = %nick,
+                                channel = %login,
+                                limit = self.shared.joins.limit(),
+                                window = ?self.shared.joins.window(),
+                                refused_total = refused,
+                                "JOIN over the rate limit ignored (as Twitch does: no answer)"
+                            );
+                        }
+                        continue;
+                    }
                     let room_id = self.shared.world.room_id(&login);
                     let Some(room) = self.shared.hub.join(self.id, &login) else {
                         continue;

@@ -84,7 +84,7 @@ fn prepare(rec: &Recorded, ts: u64) -> OutLine {
     }
 }
 
-/// Replays `lines` once at `cfg.rate`, skipping lines whose channel nobody joined. Replay
+/// Replays `lines` once at the configured rate (changeable at run time), skipping lines whose channel nobody joined. Replay
 /// does not advance while no channel at all is joined.
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -97,7 +97,7 @@ pub(crate) async fn run(
     let mut last = Instant::now();
     let mut budget = 0.0f64;
     let mut next = 0usize;
-    info!(lines = lines.len(), rate = cfg.rate, "replay started");
+    info!(lines = lines.len(), rate = shared.rate(), "replay started");
     while next < lines.len() {
         tokio::select! {
             _ = token.cancelled() => return Ok(()),
@@ -110,7 +110,7 @@ pub(crate) async fn run(
             budget = 0.0;
             continue;
         }
-        budget += cfg.rate * elapsed.as_secs_f64();
+        budget += shared.rate() * elapsed.as_secs_f64();
         let n = budget.floor() as usize;
         budget -= n as f64;
         let ts = now_ms();
@@ -121,6 +121,8 @@ pub(crate) async fn run(
             .map(|r| prepare(r, ts))
             .collect();
         next = end;
+        let privmsgs = batch.iter().filter(|l| l.sent.is_some()).count();
+        shared.count_generated(batch.len() as u64, privmsgs as u64);
         shared.hub.distribute(batch, cfg.max_lines_per_frame);
     }
     info!("replay finished");

@@ -692,7 +692,7 @@ pub(crate) async fn run(shared: Arc<Shared>, token: CancellationToken) -> anyhow
     let mut budget = 0.0f64;
     let mut seen = (u64::MAX, u64::MAX);
     let mut buf = Vec::new();
-    info!(rate = cfg.rate, tick = ?cfg.tick, "traffic generator started");
+    info!(rate = shared.rate(), tick = ?cfg.tick, "traffic generator started");
     loop {
         tokio::select! {
             _ = token.cancelled() => break,
@@ -712,7 +712,7 @@ pub(crate) async fn run(shared: Arc<Shared>, token: CancellationToken) -> anyhow
             budget = 0.0;
             continue;
         }
-        budget += cfg.rate * elapsed.as_secs_f64();
+        budget += shared.rate() * elapsed.as_secs_f64();
         let n = budget.floor();
         budget -= n;
         if n < 1.0 {
@@ -720,6 +720,11 @@ pub(crate) async fn run(shared: Arc<Shared>, token: CancellationToken) -> anyhow
         }
         let ts = now_ms();
         generator.generate(n as usize, ts, &mut buf);
+        let privmsgs = buf
+            .iter()
+            .filter(|l| l.sent.as_ref().is_some_and(|s| !s.duplicate))
+            .count();
+        shared.count_generated(buf.len() as u64, privmsgs as u64);
         shared.sent.generated(
             buf.iter()
                 .filter_map(|l| l.sent.as_ref())

@@ -42,7 +42,7 @@ REGISTRY = E["BENCH_REGISTRY"]
 BROKERS = E["BENCH_BROKERS"]
 STACK_DIR = E.get("TCI_STACK_DIR", os.path.join(ROOT, ".stack"))
 
-STEPS = [int(x) for x in E.get("STEPS", "1600,4000,8000,12000,16000,20000").split(",") if x]
+STEPS = [int(x) for x in E.get("STEPS", "1600,4000,8000,10000,12000,16000,20000").split(",") if x]
 STEP_SECS = float(E.get("STEP_SECS", "65"))
 SETTLE_SECS = float(E.get("SETTLE_SECS", "5"))
 CHANNELS = int(E.get("CHANNELS", "200"))

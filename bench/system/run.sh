@@ -7,7 +7,7 @@
 #   bench/system/run.sh                        # the full run (about 12-15 minutes)
 #   STEPS=1600,4000 STEP_SECS=20 SCALE_CHANNELS=1000 bench/system/run.sh   # a short smoke run
 #
-# Knobs (environment): STEPS (msg/s, comma separated; default 1600,4000,8000,12000,16000,20000),
+# Knobs (environment): STEPS (msg/s, comma separated; default 1600,4000,8000,10000,12000,16000,20000),
 # STEP_SECS (60), CHANNELS (200 live channels in the pipeline phase), SCALE_CHANNELS (10000),
 # SKIP_SCALE=1, SKIP_STORAGE=1, SKIP_BUILD=1, QUIET_MAX_MIN (45: how long to wait for a quiet
 # machine first; 0 = do not wait), KEEP_STACK=1 (leave a stack this script started running),

@@ -80,23 +80,8 @@ pub fn build_chat_message(
         });
     }
 
-    let room_id_raw = match t.room_id.filter(|r| !r.is_empty()) {
-        Some(r) => r,
-        None => {
-            derived.room_id = true;
-            rooms
-                .room_id(channel)
-                .ok_or(RecordError::MissingTag { tag: "room-id" })?
-        }
-    };
-    let broadcaster_id = parse_i64("room-id", room_id_raw)?;
-    let sent_timestamp = match t.sent.filter(|s| !s.is_empty()) {
-        Some(s) => parse_i64("tmi-sent-ts", s)?,
-        None => {
-            derived.sent_timestamp = true;
-            received_at_ms
-        }
-    };
+    let (room_id_raw, broadcaster_id, sent_timestamp) =
+        room_and_time(channel, t.room_id, t.sent, rooms, received_at_ms, derived)?;
     let (text, is_me) = strip_action(body);
     let id = match t.id.filter(|i| !i.is_empty()) {
         Some(i) => unescape(i).into_owned(),
@@ -176,6 +161,38 @@ pub fn build_chat_message(
         raw_tags,
         raw_line: Some(msg.raw().to_owned()),
     })
+}
+
+/// The channel's room id (the `room-id` tag, else the channel's known id), that id as a number,
+/// and the send time (`tmi-sent-ts`, else `received_at_ms`), flagging in `derived` what the line
+/// lacked. Shared by the chat and the moderation builders. Fails only when the channel's id is
+/// not known at all, or a present tag is not an integer.
+pub(crate) fn room_and_time<'a>(
+    channel: &str,
+    room_tag: Option<&'a str>,
+    sent_tag: Option<&str>,
+    rooms: &'a RoomStates,
+    received_at_ms: i64,
+    derived: &mut Derived,
+) -> Result<(&'a str, i64, i64), RecordError> {
+    let room_id = match room_tag.filter(|r| !r.is_empty()) {
+        Some(r) => r,
+        None => {
+            derived.room_id = true;
+            rooms
+                .room_id(channel)
+                .ok_or(RecordError::MissingTag { tag: "room-id" })?
+        }
+    };
+    let broadcaster_id = parse_i64("room-id", room_id)?;
+    let sent_timestamp = match sent_tag.filter(|s| !s.is_empty()) {
+        Some(s) => parse_i64("tmi-sent-ts", s)?,
+        None => {
+            derived.sent_timestamp = true;
+            received_at_ms
+        }
+    };
+    Ok((room_id, broadcaster_id, sent_timestamp))
 }
 
 /// What a builder had to resolve or derive because the line lacked it (one metric each).

@@ -96,24 +96,23 @@ pub fn process(
     received_at_ms: i64,
     derived: &mut Derived,
 ) -> Result<Record, RecordError> {
-    let command = msg.command();
-    if matches!(command, "PRIVMSG" | "CLEARCHAT" | "CLEARMSG" | "USERNOTICE") {
-        if let (Some(channel), Some(id)) = (msg.channel(), msg.tag_raw("room-id")) {
-            if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
-                rooms.learn_room_id(channel, id);
+    Ok(match msg.command() {
+        "PRIVMSG" => {
+            let m = build_chat_message(msg, rooms, received_at_ms, derived)?;
+            // Learned from the record, whose room id the builder already parsed: no second
+            // pass over the tags on the hot path.
+            if !derived.room_id {
+                rooms.learn_room_id(&m.room.name, &m.room.room_id);
             }
+            Record::Chat(Box::new(m))
         }
-    }
-    Ok(match command {
-        "PRIVMSG" => Record::Chat(Box::new(build_chat_message(
-            msg,
-            rooms,
-            received_at_ms,
-            derived,
-        )?)),
-        "CLEARCHAT" | "CLEARMSG" | "USERNOTICE" => Record::Moderation(Box::new(
-            build_moderation_event(msg, rooms, received_at_ms, derived)?,
-        )),
+        "CLEARCHAT" | "CLEARMSG" | "USERNOTICE" => {
+            let e = build_moderation_event(msg, rooms, received_at_ms, derived)?;
+            if !derived.room_id {
+                rooms.learn_room_id(&e.channel, &e.broadcaster_id.to_string());
+            }
+            Record::Moderation(Box::new(e))
+        }
         "ROOMSTATE" => Record::RoomState(rooms.apply(msg)?.clone()),
         _ => Record::Other,
     })

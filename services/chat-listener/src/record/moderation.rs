@@ -2,7 +2,7 @@
 
 use tci_schemas::{ModTag, ModerationEvent, ModerationKind};
 
-use super::chat::{non_empty, parse_i64, Derived};
+use super::chat::{non_empty, room_and_time, Derived};
 use super::room::{int_tag, RoomStates};
 use super::RecordError;
 use crate::irc::{unescape, Message};
@@ -68,23 +68,8 @@ pub fn build_moderation_event(
         });
     }
 
-    let room_id = match room_id.filter(|r| !r.is_empty()) {
-        Some(r) => r,
-        None => {
-            derived.room_id = true;
-            rooms
-                .room_id(channel)
-                .ok_or(RecordError::MissingTag { tag: "room-id" })?
-        }
-    };
-    let broadcaster_id = parse_i64("room-id", room_id)?;
-    let sent_timestamp = match sent.filter(|s| !s.is_empty()) {
-        Some(s) => parse_i64("tmi-sent-ts", s)?,
-        None => {
-            derived.sent_timestamp = true;
-            received_at_ms
-        }
-    };
+    let (_, broadcaster_id, sent_timestamp) =
+        room_and_time(channel, room_id, sent, rooms, received_at_ms, derived)?;
     let event_id = non_empty(id).unwrap_or_else(|| {
         // CLEARCHAT and CLEARMSG never carry an id; only a USERNOTICE without one is unusual.
         derived.id |= kind == ModerationKind::UserNotice;

@@ -158,17 +158,13 @@ pub fn chat_text(rows: &[ChatRow], cursor: Option<&str>, path: &str, q: &QueryPa
             m.room.name, m.user.name, m.text
         );
     }
-    let mut r = Response::new(body.into());
-    r.headers_mut().insert(
-        "content-type",
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if unreadable > 0 {
-        r.headers_mut()
-            .insert("x-unreadable-messages", HeaderValue::from(unreadable));
-    }
-    next_page_headers(&mut r, cursor, path, q);
-    r
+    plain_text(
+        body.into_bytes(),
+        ("x-unreadable-messages", unreadable),
+        cursor,
+        path,
+        q,
+    )
 }
 
 /// The chat page as the IRC lines Twitch sent (`text/plain; charset=utf-8`), one per line. Rows
@@ -185,14 +181,26 @@ pub fn chat_raw(rows: &[ChatRow], cursor: Option<&str>, path: &str, q: &QueryPai
         body.extend_from_slice(row.message.as_bytes());
         body.push(b'\n');
     }
+    plain_text(body, ("x-raw-unavailable", unavailable), cursor, path, q)
+}
+
+/// A `text/plain` page: the body, a count of rows left out in `skipped` (a header, only when
+/// non-zero), and the next-page headers.
+fn plain_text(
+    body: Vec<u8>,
+    skipped: (&'static str, usize),
+    cursor: Option<&str>,
+    path: &str,
+    q: &QueryPairs,
+) -> Response {
     let mut r = Response::new(body.into());
     r.headers_mut().insert(
         "content-type",
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    if unavailable > 0 {
+    if skipped.1 > 0 {
         r.headers_mut()
-            .insert("x-raw-unavailable", HeaderValue::from(unavailable));
+            .insert(skipped.0, HeaderValue::from(skipped.1));
     }
     next_page_headers(&mut r, cursor, path, q);
     r

@@ -340,3 +340,47 @@ async fn two_replicas_split_the_channels_without_double_capture() -> anyhow::Res
     sim.shutdown().await?;
     Ok(())
 }
+
+/// Twitch ignores JOINs over its rate limit without an answer; the listener sends a JOIN again
+/// when the channel's ROOMSTATE does not come, so every channel ends up joined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_ignored_over_the_rate_limit_are_sent_again() -> anyhow::Result<()> {
+    let env = TestEnv::new("rejoin");
+    env.create_topics(2).await?;
+    let sim = Sim::start(SimConfig {
+        channels: 16,
+        rate: 50.0,
+        joins_per_window: 10,
+        join_window: Duration::from_secs(2),
+        ..SimConfig::default()
+    })
+    .await?;
+    publish_live(&env, &sim).await?;
+    let token = CancellationToken::new();
+    let mut cfg = listener_config(&env, &sim, &env.group("listener"));
+    // One login for every connection, as a bot account: the simulator's limit is per login.
+    cfg.irc.nick = Some("justinfan4242".into());
+    cfg.irc.channels_per_connection = 100;
+    cfg.irc.join_timeout = Duration::from_secs(3);
+    let app = chat_listener::App::build(cfg, token.clone()).await?;
+    let run = tokio::spawn(app.run());
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+    while sim.joined_channels() < 16 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let joined = sim.joined_channels();
+    let refused = sim.joins_refused();
+    token.cancel();
+    run.await??;
+    sim.shutdown().await?;
+    assert!(
+        refused >= 6,
+        "the simulator should have ignored the JOINs over its limit: {refused} ignored"
+    );
+    assert_eq!(
+        joined, 16,
+        "channels joined in the end ({refused} JOINs ignored)"
+    );
+    Ok(())
+}

@@ -34,6 +34,10 @@ pub struct IrcConfig {
     pub joins_per_window: u32,
     #[serde(with = "humantime_serde")]
     pub join_window: Duration,
+    /// A JOIN not answered by the channel's ROOMSTATE within this is sent again: Twitch ignores
+    /// JOINs over its rate limit without a word.
+    #[serde(with = "humantime_serde")]
+    pub join_timeout: Duration,
     /// How often we PING the server when it is quiet.
     #[serde(with = "humantime_serde")]
     pub ping_interval: Duration,
@@ -56,6 +60,7 @@ impl Default for IrcConfig {
             channels_per_connection: 90,
             joins_per_window: 20,
             join_window: Duration::from_secs(10),
+            join_timeout: Duration::from_secs(15),
             ping_interval: Duration::from_secs(60),
             pong_timeout: Duration::from_secs(10),
             reconnect_min: Duration::from_millis(250),

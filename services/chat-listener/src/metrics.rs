@@ -14,6 +14,7 @@ pub struct Metrics {
     pub record_errors: IntCounterVec,
     pub derived_fields: IntCounterVec,
     pub capture_gaps: IntCounter,
+    pub join_timeouts: IntCounter,
     pub capture_gap_seconds: prometheus::Counter,
     pub reconnects: IntCounterVec,
     pub published: IntCounterVec,
@@ -64,6 +65,10 @@ pub static M: LazyLock<Metrics> = LazyLock::new(|| {
     capture_gaps: t::counter(
         "tci_chat_listener_capture_gaps_total",
         "Times a joined channel was not captured for a while (its connection was down), reported when it is joined again; each is logged with the channel and the window.",
+    ),
+    join_timeouts: t::counter(
+        "tci_chat_listener_join_timeouts_total",
+        "JOINs not answered by the channel's ROOMSTATE within irc.join_timeout, and so sent again (Twitch ignores JOINs over its rate limit without an answer).",
     ),
     capture_gap_seconds: t::float_counter(
         "tci_chat_listener_capture_gap_seconds_total",

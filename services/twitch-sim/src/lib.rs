@@ -186,6 +186,11 @@ impl SimHandle {
         self.shared.joins.refused()
     }
 
+    /// Channels at least one IRC client has joined.
+    pub fn joined_channels(&self) -> usize {
+        self.shared.hub.joined().len()
+    }
+
     /// Sends `RECONNECT` to every IRC client and closes them after `reconnect_grace`.
     /// Returns the number of connections told.
     pub fn reconnect_all(&self) -> usize {

@@ -156,6 +156,8 @@ struct Session<'a> {
 
 enum LineAction {
     None,
+    /// The channel's ROOMSTATE: the server answered our JOIN.
+    Joined(String),
     Pong(String),
     PongReceived,
     Reconnect,
@@ -187,6 +189,11 @@ impl Session<'_> {
             rooms.learn_room_id(channel, &room_id.to_string());
         }
         let mut pending: VecDeque<String> = self.channels.keys().cloned().collect();
+        // JOINs sent and not yet answered by the channel's ROOMSTATE, and when they were sent.
+        let mut unanswered: HashMap<String, Instant> = HashMap::new();
+        let mut join_check =
+            tokio::time::interval((self.cfg.join_timeout / 4).max(Duration::from_millis(100)));
+        join_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut next_join = Instant::now();
         let mut ping = tokio::time::interval_at(
             Instant::now() + self.cfg.ping_interval,
@@ -240,6 +247,9 @@ impl Session<'_> {
                     for line in text.as_str().split(['\r', '\n']).filter(|l| !l.is_empty()) {
                         match self.handle_line(line, &mut rooms).await {
                             LineAction::None => {}
+                            LineAction::Joined(channel) => {
+                                unanswered.remove(&channel);
+                            }
                             LineAction::Pong(arg) => {
                                 if sink.send(WsMessage::Text(format!("PONG :{arg}").into())).await.is_err() {
                                     return End::Reconnect("send_failed");
@@ -265,6 +275,7 @@ impl Session<'_> {
                     Some(ConnCmd::Part(c)) => {
                         self.gaps.remove(&c);
                         self.channels.remove(&c);
+                        unanswered.remove(&c);
                         pending.retain(|p| p != &c);
                         rooms.remove(&c);
                         if sink.send(WsMessage::Text(format!("PART #{c}").into())).await.is_err() {
@@ -279,9 +290,29 @@ impl Session<'_> {
                                 if sink.send(WsMessage::Text(format!("JOIN #{c}").into())).await.is_err() {
                                     return End::Reconnect("send_failed");
                                 }
+                                unanswered.insert(c, Instant::now());
                             }
                         }
                         Err(wait) => next_join = Instant::now() + wait,
+                    }
+                }
+                _ = join_check.tick(), if !unanswered.is_empty() => {
+                    let timeout = self.cfg.join_timeout;
+                    let late: Vec<String> = unanswered
+                        .iter()
+                        .filter(|(_, sent)| sent.elapsed() >= timeout)
+                        .map(|(c, _)| c.clone())
+                        .collect();
+                    for c in late {
+                        unanswered.remove(&c);
+                        if !self.channels.contains_key(&c) || pending.contains(&c) {
+                            continue;
+                        }
+                        M.join_timeouts.inc();
+                        if let Some(n) = LOG.allow("join_timeout") {
+                            warn!(connection = self.id, channel = %c, ?timeout, suppressed = n, "JOIN not answered (no ROOMSTATE); sending it again (over Twitch's JOIN rate limit? see tci_chat_listener_join_timeouts_total)");
+                        }
+                        pending.push_back(c);
                     }
                 }
                 _ = ping.tick() => {
@@ -377,7 +408,14 @@ impl Session<'_> {
         let record = match processed {
             Ok(Record::Chat(m)) => OutRecord::Chat(m),
             Ok(Record::Moderation(e)) => OutRecord::Moderation(e),
-            Ok(Record::RoomState(_) | Record::Other) => return LineAction::None,
+            // The channel's ROOMSTATE answers our JOIN.
+            Ok(Record::RoomState(_)) => {
+                return match msg.channel() {
+                    Some(c) => LineAction::Joined(c.to_string()),
+                    None => LineAction::None,
+                }
+            }
+            Ok(Record::Other) => return LineAction::None,
             Err(e) => {
                 M.record_errors.with_label_values(&[e.label()]).inc();
                 if let Some(n) = LOG.allow(e.label()) {

@@ -232,3 +232,110 @@ mod tests {
         assert!(consistency("most").is_err());
     }
 }
+
+/// What to do about a failed Cassandra request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The node, the network or the load: retrying later can succeed (timeouts, unavailable,
+    /// overloaded, bootstrapping, broken connections, an empty connection pool).
+    Transient,
+    /// The request itself is wrong for this cluster: retrying cannot succeed (invalid query, a
+    /// table or column that is not there, syntax, authentication or permission, values the
+    /// statement cannot take). Stop and tell the operator.
+    Permanent,
+}
+
+impl Failure {
+    pub fn label(self) -> &'static str {
+        match self {
+            Failure::Transient => "transient",
+            Failure::Permanent => "permanent",
+        }
+    }
+}
+
+/// Classifies a driver error: only [`Failure::Transient`] errors are worth retrying.
+pub fn classify(e: &scylla::errors::ExecutionError) -> Failure {
+    use scylla::errors::{ExecutionError as E, PrepareError as P};
+    match e {
+        E::BadQuery(_) => Failure::Permanent,
+        E::LastAttemptError(a) => classify_attempt(a),
+        E::PrepareError(P::AllAttemptsFailed { first_attempt }) => classify_attempt(first_attempt),
+        E::UseKeyspaceError(_) => Failure::Permanent,
+        E::RequestTimeout(_)
+        | E::ConnectionPoolError(_)
+        | E::EmptyPlan
+        | E::SchemaAgreementError(_)
+        | E::MetadataError(_)
+        | E::PrepareError(_) => Failure::Transient,
+        // A future driver's new kind: retrying is the safe default (a stop needs certainty).
+        #[allow(unreachable_patterns)]
+        _ => Failure::Transient,
+    }
+}
+
+fn classify_attempt(a: &scylla::errors::RequestAttemptError) -> Failure {
+    use scylla::errors::{DbError as D, RequestAttemptError as A};
+    match a {
+        A::DbError(db, _) => match db {
+            D::SyntaxError
+            | D::Invalid
+            | D::AlreadyExists { .. }
+            | D::FunctionFailure { .. }
+            | D::AuthenticationError
+            | D::Unauthorized
+            | D::ConfigError
+            | D::ProtocolError => Failure::Permanent,
+            _ => Failure::Transient,
+        },
+        A::SerializationError(_) | A::CqlRequestSerialization(_) => Failure::Permanent,
+        A::RepreparedIdChanged { .. } => Failure::Permanent,
+        _ => Failure::Transient,
+    }
+}
+
+#[cfg(test)]
+mod classify_tests {
+    use super::*;
+    use scylla::errors::{DbError, ExecutionError, RequestAttemptError, WriteType};
+
+    fn db(e: DbError) -> ExecutionError {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(e, "msg".into()))
+    }
+
+    #[test]
+    fn node_and_load_troubles_are_retried() {
+        for e in [
+            ExecutionError::RequestTimeout(Duration::from_secs(1)),
+            db(DbError::Overloaded),
+            db(DbError::IsBootstrapping),
+            db(DbError::Unavailable {
+                consistency: Consistency::One,
+                required: 1,
+                alive: 0,
+            }),
+            db(DbError::WriteTimeout {
+                consistency: Consistency::One,
+                received: 0,
+                required: 1,
+                write_type: WriteType::Simple,
+            }),
+            ExecutionError::LastAttemptError(RequestAttemptError::UnableToAllocStreamId),
+        ] {
+            assert_eq!(classify(&e), Failure::Transient, "{e}");
+        }
+    }
+
+    #[test]
+    fn wrong_requests_stop() {
+        for e in [
+            db(DbError::Invalid),
+            db(DbError::SyntaxError),
+            db(DbError::Unauthorized),
+            db(DbError::AuthenticationError),
+            db(DbError::ConfigError),
+        ] {
+            assert_eq!(classify(&e), Failure::Permanent, "{e}");
+        }
+    }
+}

@@ -277,7 +277,7 @@ pub fn classify(e: &scylla::errors::ExecutionError) -> Failure {
 fn classify_attempt(a: &scylla::errors::RequestAttemptError) -> Failure {
     use scylla::errors::{DbError as D, RequestAttemptError as A};
     match a {
-        A::DbError(db, _) => match db {
+        A::DbError(
             D::SyntaxError
             | D::Invalid
             | D::AlreadyExists { .. }
@@ -285,9 +285,9 @@ fn classify_attempt(a: &scylla::errors::RequestAttemptError) -> Failure {
             | D::AuthenticationError
             | D::Unauthorized
             | D::ConfigError
-            | D::ProtocolError => Failure::Permanent,
-            _ => Failure::Transient,
-        },
+            | D::ProtocolError,
+            _,
+        ) => Failure::Permanent,
         A::SerializationError(_) | A::CqlRequestSerialization(_) => Failure::Permanent,
         A::RepreparedIdChanged { .. } => Failure::Permanent,
         _ => Failure::Transient,

@@ -599,3 +599,87 @@ async fn backfill_restores_deleted_partitions_without_touching_the_live_group() 
     env.drop_keyspace(&session).await;
     Ok(())
 }
+
+/// A write Cassandra refuses for good (here: a column the statements name was dropped) stops
+/// ingestion with the table and the statement in the log, the metric and `/readyz`, and
+/// acknowledges nothing after it; transient failures are retried instead (see
+/// `cassandra_unreachable_for_30s_mid_stream_loses_nothing`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_cassandra_error_stops_ingestion_naming_table_and_statement(
+) -> anyhow::Result<()> {
+    let env = TestEnv::new("ingest_permanent");
+    env.create_topics(1).await?;
+    let session = env.migrate().await?;
+    let ks = env.cfg.cassandra.keyspace.clone();
+    let cfg = ingestor_config(&env);
+    let group = cfg.ingest.group_id.clone();
+    let feed = Feed::new(&env).await?;
+    let token = CancellationToken::new();
+    let app = App::build(cfg, token.clone()).await?;
+    let admin = app.admin_addr();
+    let running = tokio::spawn(app.run());
+
+    let first = feed.stream(0, 50, 500).await?;
+    assert_exactly(&session, &ks, &first, Duration::from_secs(60)).await?;
+    let committed_before = eventually(Duration::from_secs(30), || async {
+        match committed(&env, &group, &env.cfg.topics.chat, 1)
+            .ok()?
+            .get(&0)
+        {
+            Some(Offset::Offset(o)) if *o >= 50 => Some(*o),
+            _ => None,
+        }
+    })
+    .await
+    .context("the first 50 records were never committed")?;
+
+    let failures_before = METRICS
+        .write_failures
+        .with_label_values(&["chat_messages"])
+        .get();
+    session
+        .query_unpaged(format!("ALTER TABLE {ks}.chat_messages DROP raw_line"), ())
+        .await?;
+    feed.stream(50, 50, 500).await?;
+
+    let url = format!("http://{admin}/readyz");
+    let body = eventually(Duration::from_secs(60), || async {
+        let r = reqwest::get(&url).await.ok()?;
+        let status = r.status();
+        let body = r.text().await.ok()?;
+        (status == 503 && body.contains("ingestion stopped")).then_some(body)
+    })
+    .await
+    .context("/readyz never reported the stop")?;
+    assert!(
+        body.contains("chat_messages") && body.contains("INSERT INTO"),
+        "/readyz names the table and the statement: {body}"
+    );
+    assert!(
+        METRICS
+            .write_failures
+            .with_label_values(&["chat_messages"])
+            .get()
+            > failures_before,
+        "counted in tci_chat_ingestor_write_failures_total"
+    );
+    // Nothing after the failure is acknowledged: the records wait for the fix.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let committed_after = match committed(&env, &group, &env.cfg.topics.chat, 1)?.get(&0) {
+        Some(Offset::Offset(o)) => *o,
+        other => anyhow::bail!("no committed offset: {other:?}"),
+    };
+    assert_eq!(
+        committed_after, committed_before,
+        "offsets moved past records that were not written"
+    );
+    token.cancel();
+    let end = running.await?;
+    let err = end.expect_err("the run ends with the permanent error");
+    assert!(
+        format!("{err:#}").contains("chat_messages"),
+        "the error names the table: {err:#}"
+    );
+    env.drop_keyspace(&session).await;
+    Ok(())
+}

@@ -19,13 +19,15 @@ pub struct Metrics {
     pub end_to_end_lag: Histogram,
     pub consumer_lag: IntGaugeVec,
     pub write_retries: IntCounter,
+    pub write_failures: IntCounterVec,
     pub decode_retries: IntCounter,
     pub paused: IntGauge,
     pub in_flight_records: IntGauge,
     pub commits: IntCounterVec,
 }
 
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    Metrics {
     consumed: counter_vec(
         "tci_chat_ingestor_records_consumed_total",
         "Records read from Kafka.",
@@ -71,6 +73,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         "tci_chat_ingestor_write_retries_total",
         "Cassandra writes retried after an error or timeout.",
     ),
+    write_failures: counter_vec(
+        "tci_chat_ingestor_write_failures_total",
+        "Cassandra writes refused for a reason retrying cannot fix (missing table or column, invalid query, auth), by table; ingestion stops and /readyz names the table and statement.",
+        &["table"],
+    ),
     decode_retries: counter(
         "tci_chat_ingestor_decode_retries_total",
         "Decodes retried because the schema registry was unavailable.",
@@ -88,4 +95,5 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         "Offset commits, by result (ok, error).",
         &["result"],
     ),
+}
 });

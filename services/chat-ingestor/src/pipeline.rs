@@ -50,7 +50,7 @@ use crate::{
     decode::{decode, Record, Source},
     metrics::METRICS,
     offsets::{Ticket, TopicPartition, Tracker},
-    writer::{plan, Writer},
+    writer::{plan, WriteError, Writer},
 };
 
 /// Pipeline settings (from [`crate::IngestConfig`]).
@@ -114,6 +114,8 @@ pub struct Shared {
     /// Cancelled when flushes must give up (shutdown grace exhausted).
     hard_stop: CancellationToken,
     closing: AtomicBool,
+    /// Set when a write failed permanently: nothing more is written or read.
+    fatal: Mutex<Option<String>>,
     handle: Handle,
     pub counts: Counts,
     chat_topic: Arc<str>,
@@ -135,11 +137,17 @@ impl Shared {
             settings,
             hard_stop: CancellationToken::new(),
             closing: AtomicBool::new(false),
+            fatal: Mutex::new(None),
             handle: Handle::current(),
             counts: Counts::default(),
             chat_topic: Arc::from(chat_topic),
             moderation_topic: Arc::from(moderation_topic),
         })
+    }
+
+    /// The permanent write failure that stopped ingestion, if any.
+    pub fn fatal(&self) -> Option<String> {
+        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -198,10 +206,23 @@ impl Shared {
                 batch.iter().map(|(_, r)| r),
                 shared.settings.max_rows_per_batch,
             );
-            if shared.writer.write(&p, &shared.hard_stop).await.is_err() {
-                // Abandoned at shutdown: nothing stored, the records will be read again.
-                shared.cv.notify_all();
-                return;
+            match shared.writer.write(&p, &shared.hard_stop).await {
+                Ok(()) => {}
+                Err(WriteError::Abandoned) => {
+                    // Abandoned at shutdown: nothing stored, the records will be read again.
+                    shared.cv.notify_all();
+                    return;
+                }
+                Err(e) => {
+                    // Not acknowledged: the records stay uncommitted for when it is fixed.
+                    shared
+                        .fatal
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert_with(|| e.to_string());
+                    shared.cv.notify_all();
+                    return;
+                }
             }
             if shared.settings.live {
                 let now = tci_common::now_ms();
@@ -436,7 +457,11 @@ impl Pipeline {
             if self.bounds.is_some() && self.done.values().all(|d| *d) {
                 break;
             }
-            let has_sealed = !self.shared.lock().sealed.is_empty();
+            let stopped = self.shared.fatal().is_some();
+            if stopped && self.bounds.is_some() {
+                break; // a backfill cannot finish: report it
+            }
+            let has_sealed = !stopped && !self.shared.lock().sealed.is_empty();
             tokio::select! {
                 biased;
                 _ = self.token.cancelled() => break,
@@ -462,7 +487,7 @@ impl Pipeline {
                         p.update(&self.shared.counts);
                     }
                 }
-                msg = consumer.recv(), if !has_sealed || self.paused => {
+                msg = consumer.recv(), if (!has_sealed || self.paused) && !stopped => {
                     match msg {
                         Ok(m) => {
                             let was_empty = self.shared.lock().buffer.is_empty();
@@ -488,6 +513,9 @@ impl Pipeline {
         let summary = self.shutdown().await;
         if let Some(p) = progress {
             p.finish(&self.shared.counts);
+        }
+        if let Some(e) = self.shared.fatal() {
+            anyhow::bail!("{e}");
         }
         summary
     }
@@ -652,16 +680,24 @@ impl Pipeline {
             }
         }
         let degraded = self.shared.writer.health.degraded();
+        let fatal = self.shared.fatal();
         if let Some(r) = &self.readiness {
-            r.set(
-                "cassandra",
-                !degraded,
-                if degraded {
-                    "writes failing; retrying"
-                } else {
-                    "writes succeed"
-                },
-            );
+            match &fatal {
+                Some(e) => r.set(
+                    "cassandra",
+                    false,
+                    format!("ingestion stopped: {e}; fix the schema or query, then restart"),
+                ),
+                None => r.set(
+                    "cassandra",
+                    !degraded,
+                    if degraded {
+                        "writes failing; retrying"
+                    } else {
+                        "writes succeed"
+                    },
+                ),
+            }
             r.set(
                 "registry",
                 self.decode_retry.is_empty(),
@@ -672,7 +708,7 @@ impl Pipeline {
                 },
             );
         }
-        if degraded || !self.decode_retry.is_empty() {
+        if degraded || fatal.is_some() || !self.decode_retry.is_empty() {
             self.pause();
         } else if self.paused {
             self.resume();

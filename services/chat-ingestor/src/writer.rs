@@ -26,11 +26,14 @@ use scylla::{
         prepared::PreparedStatement,
     },
 };
-use tci_common::retry::Backoff;
+use tci_common::{
+    cassandra::{classify, Failure},
+    retry::Backoff,
+};
 use tci_schemas::{bucket_of, ModerationEvent, ModerationKind};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{decode::Record, metrics::METRICS};
 
@@ -215,10 +218,21 @@ impl Health {
     }
 }
 
-/// The flush was abandoned because the process is stopping; nothing may be acknowledged.
+/// Why a flush was not stored; either way nothing of it may be acknowledged.
 #[derive(Debug, thiserror::Error)]
-#[error("write abandoned: shutting down")]
-pub struct Abandoned;
+pub enum WriteError {
+    /// The process is stopping.
+    #[error("write abandoned: shutting down")]
+    Abandoned,
+    /// Cassandra refused the write for a reason retrying cannot fix (see
+    /// [`tci_common::cassandra::classify`]): a missing table or column, an invalid query, auth.
+    #[error("Cassandra refused a write to {table} and retrying cannot help: {error} (statement: {statement})")]
+    Permanent {
+        table: &'static str,
+        statement: String,
+        error: Box<ExecutionError>,
+    },
+}
 
 struct Statements {
     chat: PreparedStatement,
@@ -284,7 +298,7 @@ impl Writer {
 
     /// Writes every row of `plan`, retrying each failed statement with capped backoff until it
     /// succeeds or `stop` is cancelled ([`Abandoned`]).
-    pub async fn write(&self, plan: &Plan, stop: &CancellationToken) -> Result<(), Abandoned> {
+    pub async fn write(&self, plan: &Plan, stop: &CancellationToken) -> Result<(), WriteError> {
         let buckets: Vec<(i64, i64)> = {
             let known = self.known_buckets.lock().unwrap_or_else(|e| e.into_inner());
             plan.buckets
@@ -326,8 +340,12 @@ impl Writer {
         }
         let mut result = Ok(());
         while let Some(r) = ops.next().await {
-            if r.is_err() {
-                result = Err(Abandoned);
+            match r {
+                Ok(()) => {}
+                // A permanent failure is the more telling of the two.
+                Err(e @ WriteError::Permanent { .. }) => result = Err(e),
+                Err(e) if result.is_ok() => result = Err(e),
+                Err(_) => {}
             }
         }
         drop(ops);
@@ -337,19 +355,19 @@ impl Writer {
         Ok(())
     }
 
-    async fn retrying(&self, stop: &CancellationToken, op: Op<'_>) -> Result<(), Abandoned> {
+    async fn retrying(&self, stop: &CancellationToken, op: Op<'_>) -> Result<(), WriteError> {
         let mut backoff = Backoff::new(self.settings.retry_base, self.settings.retry_cap);
         let mut failing = false;
         let result = loop {
             let res = {
                 let _permit = tokio::select! {
-                    p = self.limiter.acquire() => p.map_err(|_| Abandoned)?,
-                    _ = stop.cancelled() => break Err(Abandoned),
+                    p = self.limiter.acquire() => p.map_err(|_| WriteError::Abandoned)?,
+                    _ = stop.cancelled() => break Err(WriteError::Abandoned),
                 };
                 let started = Instant::now();
                 let res = tokio::select! {
                     r = self.execute(&op) => r,
-                    _ = stop.cancelled() => break Err(Abandoned),
+                    _ = stop.cancelled() => break Err(WriteError::Abandoned),
                 };
                 if res.is_ok() {
                     METRICS
@@ -360,6 +378,19 @@ impl Writer {
             };
             match res {
                 Ok(()) => break Ok(()),
+                Err(e) if classify(&e) == Failure::Permanent => {
+                    METRICS
+                        .write_failures
+                        .with_label_values(&[op.table()])
+                        .inc();
+                    let statement = self.statement_of(&op).to_string();
+                    error!(table = op.table(), statement = %statement, error = %e, "Cassandra refused a write and retrying cannot help (schema or query wrong for this cluster); ingestion stops");
+                    break Err(WriteError::Permanent {
+                        table: op.table(),
+                        statement,
+                        error: Box::new(e),
+                    });
+                }
                 Err(e) => {
                     if !failing {
                         failing = true;
@@ -379,7 +410,7 @@ impl Writer {
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {},
-                        _ = stop.cancelled() => break Err(Abandoned),
+                        _ = stop.cancelled() => break Err(WriteError::Abandoned),
                     }
                 }
             }
@@ -394,6 +425,17 @@ impl Writer {
             }
         }
         result
+    }
+
+    fn statement_of(&self, op: &Op<'_>) -> &str {
+        match op {
+            Op::Chat(..) => self.st.chat.get_statement(),
+            Op::User(..) => self.st.user_chat.get_statement(),
+            Op::Bucket(_) => self.st.bucket.get_statement(),
+            Op::UserBucket(_) => self.st.user_bucket.get_statement(),
+            Op::Moderation(_) => self.st.moderation.get_statement(),
+            Op::Deletion(_) => self.st.deletion.get_statement(),
+        }
     }
 
     async fn execute(&self, op: &Op<'_>) -> Result<(), ExecutionError> {

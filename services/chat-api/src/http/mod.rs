@@ -7,11 +7,13 @@
 //! | `GET /v1.0/streamers` | [`handlers::streamers`] |
 //! | `GET /openapi.json` | the committed OpenAPI document |
 //! | `GET /healthz` | `ok` |
+//! | `GET /`, `GET /ui/{file}` | the log viewer ([`ui`]: a static page, script and style sheet) |
 //!
 //! Unknown paths answer 404, other methods 405, both with the JSON error body.
 
 pub mod handlers;
 mod render;
+pub mod ui;
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -80,6 +82,8 @@ pub fn routes(
         .unify()
         .or(healthz)
         .unify()
+        .or(ui::routes())
+        .unify()
         .recover(recover)
         .unify()
         .with(warp::log::custom(|info: warp::log::Info<'_>| {
@@ -121,6 +125,7 @@ mod tests {
             "/v1.0/streamers",
             "/openapi.json",
             "/healthz",
+            "/",
         ] {
             assert!(doc["paths"][p]["get"].is_object(), "{p} undocumented");
         }

@@ -3,6 +3,7 @@
 pub(crate) mod conn;
 pub(crate) mod hub;
 pub(crate) mod joins;
+pub(crate) mod privmsg;
 pub(crate) mod proto;
 pub(crate) mod replay;
 pub(crate) mod traffic;

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::hub::{OutLine, RoomField};
-use super::proto::escape_tag;
+use super::privmsg::{colon_optional, tag, Badges, Privmsg, Rendered, Reply, Word};
 use crate::sent::{format_uuid, SentRef};
 use crate::world::names::{ADJECTIVES, CJK_NAMES, COLORS, GLOBAL_EMOTES, NOUNS, WORDS};
 use crate::world::{hash2, Channel};
@@ -31,12 +31,13 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// A chatter in the simulated user pool.
 #[derive(Debug)]
-struct User {
-    id: String,
-    login: String,
-    display: String,
-    color: &'static str,
+pub(crate) struct User {
+    pub id: String,
+    pub login: String,
+    pub display: String,
+    pub color: &'static str,
 }
 
 #[derive(Debug, Clone)]
@@ -116,12 +117,40 @@ fn random_uuid(rng: &mut StdRng) -> u128 {
         .as_u128()
 }
 
-/// Appends `key=value;` with the value escaped.
-fn tag(out: &mut String, key: &str, value: &str) {
-    out.push_str(key);
-    out.push('=');
-    escape_tag(value, out);
-    out.push(';');
+/// A channel's generator state, created on first use.
+fn chan_state<'a>(
+    chans: &'a mut HashMap<Arc<str>, ChanGen>,
+    seed: u64,
+    a: &Active,
+) -> &'a mut ChanGen {
+    chans.entry(a.login.clone()).or_insert_with(|| {
+        let h = hash2(seed, a.chan.user_id.parse().unwrap_or(0));
+        let prefix: String = a
+            .login
+            .chars()
+            .filter(|c| c.is_ascii_alphabetic())
+            .take(5)
+            .collect();
+        let emotes = ["Hype", "Love", "GG", "Wave", "Sad"]
+            .iter()
+            .enumerate()
+            .map(|(j, s)| {
+                (
+                    format!(
+                        "emotesv2_{:016x}{:016x}",
+                        hash2(h, j as u64),
+                        hash2(h, 99 + j as u64)
+                    ),
+                    format!("{prefix}{s}"),
+                )
+            })
+            .collect();
+        ChanGen {
+            recent: VecDeque::with_capacity(RECENT),
+            emotes,
+            base: (h % USER_POOL as u64) as usize,
+        }
+    })
 }
 
 impl Generator {
@@ -206,36 +235,7 @@ impl Generator {
     }
 
     fn chan_state(&mut self, i: usize) -> &mut ChanGen {
-        let a = &self.active[i];
-        let seed = self.seed;
-        self.chans.entry(a.login.clone()).or_insert_with(|| {
-            let h = hash2(seed, a.chan.user_id.parse().unwrap_or(0));
-            let prefix: String = a
-                .login
-                .chars()
-                .filter(|c| c.is_ascii_alphabetic())
-                .take(5)
-                .collect();
-            let emotes = ["Hype", "Love", "GG", "Wave", "Sad"]
-                .iter()
-                .enumerate()
-                .map(|(j, s)| {
-                    (
-                        format!(
-                            "emotesv2_{:016x}{:016x}",
-                            hash2(h, j as u64),
-                            hash2(h, 99 + j as u64)
-                        ),
-                        format!("{prefix}{s}"),
-                    )
-                })
-                .collect();
-            ChanGen {
-                recent: VecDeque::with_capacity(RECENT),
-                emotes,
-                base: (h % USER_POOL as u64) as usize,
-            }
-        })
+        chan_state(&mut self.chans, self.seed, &self.active[i])
     }
 
     fn pick_user(&mut self, i: usize) -> usize {
@@ -244,236 +244,124 @@ impl Generator {
         (base + (USER_POOL as f64 * u * u * u) as usize) % USER_POOL
     }
 
-    fn privmsg(&mut self, i: usize, ts: u64, out: &mut Vec<OutLine>) {
-        let uidx = self.pick_user(i);
-        let id = random_uuid(&mut self.rng);
-        let reply_roll: f64 = self.rng.random();
-        let parent = if reply_roll < 0.08 {
-            let len = self.chan_state(i).recent.len();
-            if len == 0 {
-                None
-            } else {
-                let k = self.rng.random_range(0..len);
-                self.chan_state(i).recent.get(k).cloned()
-            }
+    /// Makes every random decision for a PRIVMSG by user `uidx` in a channel (`st`, broadcaster
+    /// id `chan_id`); [`Privmsg::render`] turns the result into the line.
+    fn decide_privmsg<'a>(
+        rng: &mut StdRng,
+        st: &'a ChanGen,
+        uidx: usize,
+        chan_id: u64,
+        dup_p: f64,
+    ) -> Privmsg<'a> {
+        let id = random_uuid(rng);
+        let reply = if rng.random::<f64>() < 0.08 && !st.recent.is_empty() {
+            let p = &st.recent[rng.random_range(0..st.recent.len())];
+            Some(Reply {
+                id: p.id,
+                user: p.user,
+                body: &p.body,
+                thread: p.thread.unwrap_or((p.id, p.user)),
+            })
         } else {
             None
         };
-        let is_action = self.rng.random_bool(0.03);
-        let bits = if self.rng.random_bool(0.015) {
-            *[1u32, 100, 500, 1000].choose(&mut self.rng).unwrap_or(&100)
+        let is_action = rng.random_bool(0.03);
+        let bits = if rng.random_bool(0.015) {
+            *[1u32, 100, 500, 1000].choose(rng).unwrap_or(&100)
         } else {
             0
         };
-
-        // Body, with emote positions counted in code points.
-        let mut body = String::with_capacity(96);
-        let mut pos = 0usize;
-        let mut emotes: Vec<(String, Vec<(usize, usize)>)> = Vec::new();
-        if let Some(p) = &parent {
-            let d = &self.users[p.user].display;
-            body.push('@');
-            body.push_str(d);
-            pos += 1 + d.chars().count();
-        }
-        if bits > 0 {
-            if !body.is_empty() {
-                body.push(' ');
-                pos += 1;
-            }
-            let cheer = format!("Cheer{bits}");
-            pos += cheer.len();
-            body.push_str(&cheer);
-        }
-        let words = self.rng.random_range(1..=12);
-        let chan_emotes = self.chan_state(i).emotes.clone();
-        for _ in 0..words {
-            if !body.is_empty() {
-                body.push(' ');
-                pos += 1;
-            }
-            let r: f64 = self.rng.random();
-            let (eid, code): (Option<&str>, &str) = if r < 0.10 {
-                let (e, c) = GLOBAL_EMOTES
-                    .choose(&mut self.rng)
-                    .unwrap_or(&GLOBAL_EMOTES[0]);
-                (Some(e), c)
-            } else if r < 0.16 {
-                let (e, c) = chan_emotes.choose(&mut self.rng).unwrap_or(&chan_emotes[0]);
-                (Some(e.as_str()), c.as_str())
-            } else {
-                (None, WORDS.choose(&mut self.rng).copied().unwrap_or("lol"))
-            };
-            let len = code.chars().count();
-            if let Some(eid) = eid {
-                let range = (pos, pos + len - 1);
-                match emotes.iter_mut().find(|(e, _)| e == eid) {
-                    Some((_, v)) => v.push(range),
-                    None => emotes.push((eid.to_string(), vec![range])),
-                }
-            }
-            body.push_str(code);
-            pos += len;
-        }
-
-        let a = &self.active[i];
-        let u = &self.users[uidx];
-        let h = hash2(uidx as u64, a.chan.user_id.parse().unwrap_or(0));
-        let subscriber = h.is_multiple_of(4);
-        let months = 1 + (h >> 8) % 60;
-        let is_mod = h % 50 == 7;
-        let vip = !is_mod && h % 40 == 1;
-        let premium = (h >> 16).is_multiple_of(10);
-        let turbo = (h >> 20).is_multiple_of(50);
-
-        let mut t = String::with_capacity(640);
-        t.push('@');
-        let badge_info = if subscriber {
-            format!("subscriber/{months}")
-        } else {
-            String::new()
-        };
-        tag(&mut t, "badge-info", &badge_info);
-        let mut badges: Vec<String> = Vec::new();
-        if is_mod {
-            badges.push("moderator/1".into());
-        }
-        if vip {
-            badges.push("vip/1".into());
-        }
-        if subscriber {
-            let tier = [0u64, 3, 6, 12, 24, 36, 48]
-                .iter()
-                .rev()
-                .find(|t| months >= **t)
-                .copied()
-                .unwrap_or(0);
-            badges.push(format!("subscriber/{tier}"));
-        }
-        if premium {
-            badges.push("premium/1".into());
-        }
-        if turbo {
-            badges.push("turbo/1".into());
-        }
-        tag(&mut t, "badges", &badges.join(","));
-        if bits > 0 {
-            tag(&mut t, "bits", &bits.to_string());
-        }
-        let nonce: u128 = self.rng.random();
-        tag(&mut t, "client-nonce", &format!("{nonce:032x}"));
-        tag(&mut t, "color", u.color);
-        tag(&mut t, "display-name", &u.display);
-        // Real Twitch sometimes lists an emote id once per occurrence (`25:1-5/25:9-13`)
-        // instead of once with all its ranges.
-        let split_repeats = self.rng.random_bool(0.3);
-        let mut em = String::new();
-        for (eid, ranges) in &emotes {
-            let groups: Vec<&[(usize, usize)]> = if split_repeats {
-                ranges.chunks(1).collect()
-            } else {
-                vec![ranges.as_slice()]
-            };
-            for group in groups {
-                if !em.is_empty() {
-                    em.push('/');
-                }
-                em.push_str(eid);
-                em.push(':');
-                for (j, (s, e)) in group.iter().enumerate() {
-                    if j > 0 {
-                        em.push(',');
+        let n = rng.random_range(1..=12);
+        let words: Vec<Word<'a>> = (0..n)
+            .map(|_| {
+                let r: f64 = rng.random();
+                if r < 0.10 {
+                    let (e, c) = GLOBAL_EMOTES.choose(rng).unwrap_or(&GLOBAL_EMOTES[0]);
+                    Word {
+                        text: c,
+                        emote: Some(e),
                     }
-                    let _ = write!(em, "{s}-{e}");
+                } else if r < 0.16 {
+                    let (e, c) = st.emotes.choose(rng).unwrap_or(&st.emotes[0]);
+                    Word {
+                        text: c,
+                        emote: Some(e),
+                    }
+                } else {
+                    Word {
+                        text: WORDS.choose(rng).copied().unwrap_or("lol"),
+                        emote: None,
+                    }
                 }
-            }
-        }
-        tag(&mut t, "emotes", &em);
-        let first = self.rng.random_bool(0.01);
-        tag(&mut t, "first-msg", if first { "1" } else { "0" });
-        tag(&mut t, "flags", "");
-        let id_s = format_uuid(id);
-        tag(&mut t, "id", &id_s);
-        tag(&mut t, "mod", if is_mod { "1" } else { "0" });
-        let thread = parent.as_ref().map(|p| p.thread.unwrap_or((p.id, p.user)));
-        if let Some(p) = &parent {
-            let pu = &self.users[p.user];
-            tag(&mut t, "reply-parent-display-name", &pu.display);
-            tag(&mut t, "reply-parent-msg-body", &p.body);
-            tag(&mut t, "reply-parent-msg-id", &format_uuid(p.id));
-            tag(&mut t, "reply-parent-user-id", &pu.id);
-            tag(&mut t, "reply-parent-user-login", &pu.login);
-            if let Some((tid, tu)) = thread {
-                let tu = &self.users[tu];
-                tag(&mut t, "reply-thread-parent-display-name", &tu.display);
-                tag(&mut t, "reply-thread-parent-msg-id", &format_uuid(tid));
-                tag(&mut t, "reply-thread-parent-user-id", &tu.id);
-                tag(&mut t, "reply-thread-parent-user-login", &tu.login);
-            }
-        }
-        tag(
-            &mut t,
-            "returning-chatter",
-            if !first && h % 97 == 3 { "1" } else { "0" },
-        );
-        tag(&mut t, "room-id", &a.room_id);
-        tag(&mut t, "subscriber", if subscriber { "1" } else { "0" });
-        tag(&mut t, "tmi-sent-ts", &ts.to_string());
-        tag(&mut t, "turbo", if turbo { "1" } else { "0" });
-        tag(&mut t, "user-id", &u.id);
-        tag(&mut t, "user-type", if is_mod { "mod" } else { "" });
-        if vip {
-            tag(&mut t, "vip", "1");
-        }
-        t.pop(); // trailing ';'
-        let text = if is_action {
-            format!("\x01ACTION {body}\x01")
-        } else {
-            body.clone()
+            })
+            .collect();
+        // Badges are stable per (user, channel).
+        let h = hash2(uidx as u64, chan_id);
+        let moderator = h % 50 == 7;
+        let badges = Badges {
+            sub_months: h.is_multiple_of(4).then_some(1 + (h >> 8) % 60),
+            moderator,
+            vip: !moderator && h % 40 == 1,
+            premium: (h >> 16).is_multiple_of(10),
+            turbo: (h >> 20).is_multiple_of(50),
         };
-        // IRC lets a server omit the ':' before a last parameter without spaces, and Twitch
-        // does for one-word messages (`PRIVMSG #pajlada Cheer1`).
-        let colon = if !text.is_empty()
-            && !text.contains(' ')
-            && !text.starts_with(':')
-            && self.rng.random_bool(0.5)
-        {
-            ""
-        } else {
-            ":"
+        let nonce: u128 = rng.random();
+        let split_emote_repeats = rng.random_bool(0.3);
+        let first_msg = rng.random_bool(0.01);
+        // The text is one word only without a mention, a cheer or an ACTION wrapper.
+        let one_word = match (&reply, bits, is_action, &words[..]) {
+            (None, 0, false, [w]) => colon_optional(w.text),
+            _ => false,
         };
-        let _ = write!(
-            t,
-            " :{l}!{l}@{l}.tmi.twitch.tv PRIVMSG #{c} {colon}{text}\r\n",
-            l = u.login,
-            c = a.login
-        );
-        let login = a.login.clone();
-        let room_id = a.room_id.clone();
-        let dup = self.rng.random_bool(self.dup_p);
-        if dup {
+        let omit_colon = one_word && rng.random_bool(0.5);
+        let duplicate = rng.random_bool(dup_p);
+        Privmsg {
+            user: uidx,
+            id,
+            reply,
+            is_action,
+            bits,
+            words,
+            badges,
+            nonce,
+            split_emote_repeats,
+            first_msg,
+            returning_chatter: !first_msg && h % 97 == 3,
+            omit_colon,
+            duplicate,
+        }
+    }
+
+    fn privmsg(&mut self, i: usize, ts: u64, out: &mut Vec<OutLine>) {
+        let uidx = self.pick_user(i);
+        let a = &self.active[i];
+        let st = chan_state(&mut self.chans, self.seed, a);
+        let chan_id = a.chan.user_id.parse().unwrap_or(0);
+        let msg = Self::decide_privmsg(&mut self.rng, st, uidx, chan_id, self.dup_p);
+        let Rendered { line, body } = msg.render(&self.users, &a.login, &a.room_id, ts);
+        let (id, duplicate) = (msg.id, msg.duplicate);
+        let thread = msg.reply.as_ref().map(|r| r.thread);
+        let sent = |duplicate| {
+            Some(SentRef {
+                room_id: a.room_id.clone(),
+                id,
+                duplicate,
+            })
+        };
+        if duplicate {
             out.push(OutLine {
-                login: login.clone(),
-                text: t.clone(),
-                sent: Some(SentRef {
-                    room_id: room_id.clone(),
-                    id,
-                    duplicate: false,
-                }),
+                login: a.login.clone(),
+                text: line.clone(),
+                sent: sent(false),
                 room_update: None,
             });
         }
         out.push(OutLine {
-            login,
-            text: t,
-            sent: Some(SentRef {
-                room_id,
-                id,
-                duplicate: dup,
-            }),
+            login: a.login.clone(),
+            text: line,
+            sent: sent(duplicate),
             room_update: None,
         });
-        let st = self.chan_state(i);
         if st.recent.len() == RECENT {
             st.recent.pop_front();
         }

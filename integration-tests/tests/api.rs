@@ -7,10 +7,11 @@ use std::collections::HashSet;
 
 use chat_api::cursor::{Binding, CursorCodec, Position, RouteKind};
 use chat_ingestor::decode::Record;
+use chat_store::{bucket_of, cql::Body, BUCKET_MS};
 use integration_tests::TestEnv;
 use scylla::client::session::Session;
 use serde_json::Value;
-use tci_schemas::{bucket_of, ChatMessage, ModerationEvent, ModerationKind, Room, User, BUCKET_MS};
+use tci_schemas::{ChatMessage, ModerationEvent, ModerationKind, Room, User};
 use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "integration-test-cursor-secret";
@@ -181,18 +182,20 @@ async fn cql_rows(
     let mut b = bucket_of(start);
     while b <= bucket_of(end) {
         let rows = match user {
-            None => s
-                .query_unpaged(
-                    format!("SELECT sent_ts, message_id, message FROM {ks}.chat_messages WHERE broadcaster_id = ? AND bucket = ? AND sent_ts >= ? AND sent_ts <= ?"),
+            None => {
+                s.query_unpaged(
+                    chat_store::cql::select_chat_page(ks, Body::Message),
                     (broadcaster_id, b, start, end),
                 )
-                .await?,
-            Some(u) => s
-                .query_unpaged(
-                    format!("SELECT sent_ts, message_id, message FROM {ks}.user_chat_messages WHERE broadcaster_id = ? AND user_id = ? AND bucket = ? AND sent_ts >= ? AND sent_ts <= ?"),
+                .await?
+            }
+            Some(u) => {
+                s.query_unpaged(
+                    chat_store::cql::select_user_page(ks, Body::Message),
                     (broadcaster_id, u, b, start, end),
                 )
-                .await?,
+                .await?
+            }
         };
         out.extend(
             rows.into_rows_result()?

@@ -111,11 +111,7 @@ async fn avro_record_round_trips_through_registry_kafka_and_cassandra() -> anyho
         &[],
     )?;
     consumer.subscribe(&[&topic])?;
-    let insert = session
-        .prepare(format!(
-            "INSERT INTO {ks}.chat_messages (broadcaster_id, bucket, sent_ts, message_id, user_id, message) VALUES (?, ?, ?, ?, ?, ?)"
-        ))
-        .await?;
+    let insert = session.prepare(chat_store::cql::insert_chat(&ks)).await?;
     let mut received = Vec::new();
     let mut stream = consumer.stream();
     while received.len() < sent.len() {
@@ -128,11 +124,13 @@ async fn avro_record_round_trips_through_registry_kafka_and_cassandra() -> anyho
                 &insert,
                 (
                     m.broadcaster_id,
-                    m.bucket(),
+                    chat_store::bucket_of(m.sent_timestamp),
                     m.sent_timestamp,
                     &m.id,
                     m.user_id(),
                     m.to_spec_json(),
+                    m.received_at,
+                    m.raw_line.as_deref(),
                 ),
             )
             .await?;
@@ -150,22 +148,19 @@ async fn avro_record_round_trips_through_registry_kafka_and_cassandra() -> anyho
     for m in &sent {
         let row = session
             .query_unpaged(
-                format!("SELECT sent_ts, message_id, user_id, message FROM {ks}.chat_messages WHERE broadcaster_id = ? AND bucket = ? AND sent_ts = ? AND message_id = ?"),
-                (m.broadcaster_id, m.bucket(), m.sent_timestamp, &m.id),
+                chat_store::cql::select_chat_row(&ks),
+                (
+                    m.broadcaster_id,
+                    chat_store::bucket_of(m.sent_timestamp),
+                    m.sent_timestamp,
+                    &m.id,
+                ),
             )
             .await?
             .into_rows_result()?
-            .single_row::<(i64, String, Option<i64>, String)>()?;
-        assert_eq!(
-            row,
-            (
-                m.sent_timestamp,
-                m.id.clone(),
-                Some(94880631),
-                m.to_spec_json()
-            )
-        );
-        let parsed: serde_json::Value = serde_json::from_str(&row.3)?;
+            .single_row::<(Option<i64>, String)>()?;
+        assert_eq!(row, (Some(94880631), m.to_spec_json()));
+        let parsed: serde_json::Value = serde_json::from_str(&row.1)?;
         assert_eq!(parsed["text"], m.text);
         assert_eq!(parsed["user"]["badge_info"]["subscriber"], "38");
     }

@@ -21,6 +21,7 @@ use std::{
 
 use anyhow::Context as _;
 use chat_ingestor::{backfill, metrics::METRICS, App, Config};
+use chat_store::{bucket_of, BUCKET_MS};
 use futures::StreamExt;
 use integration_tests::{eventually, read_records, TestEnv};
 use rdkafka::{
@@ -33,7 +34,7 @@ use tci_common::{
     kafka::{self, dlq_headers},
     registry::AvroCodec,
 };
-use tci_schemas::{bucket_of, ChatMessage, Room, User, BUCKET_MS};
+use tci_schemas::{ChatMessage, Room, User};
 use tokio::{
     net::{TcpListener, TcpStream},
     task::AbortHandle,
@@ -135,9 +136,9 @@ impl Feed {
 /// Every `message_id` in `chat_messages` (with repetitions, if any).
 async fn ids_in_cassandra(session: &Session, ks: &str) -> anyhow::Result<Vec<String>> {
     let mut rows = session
-        .query_iter(format!("SELECT message_id FROM {ks}.chat_messages"), ())
+        .query_iter(chat_store::cql::scan_chat(ks), ())
         .await?
-        .rows_stream::<(String,)>()?;
+        .rows_stream::<(String, Option<String>, Option<String>)>()?;
     let mut out = Vec::new();
     while let Some(r) = rows.next().await {
         out.push(r?.0);
@@ -543,15 +544,15 @@ async fn backfill_restores_deleted_partitions_without_touching_the_live_group() 
     let (b1, b2) = (start + 2 * BUCKET_MS, start + 3 * BUCKET_MS);
     for b in [b1, b2] {
         session
-            .query_unpaged(
-                format!("DELETE FROM {ks}.chat_messages WHERE broadcaster_id = ? AND bucket = ?"),
-                (501i64, b),
-            )
+            .query_unpaged(chat_store::cql::delete_chat_bucket(&ks), (501i64, b))
             .await?;
     }
     let deleted: Vec<&ChatMessage> = sent
         .iter()
-        .filter(|m| m.broadcaster_id == 501 && (m.bucket() == b1 || m.bucket() == b2))
+        .filter(|m| {
+            m.broadcaster_id == 501
+                && (bucket_of(m.sent_timestamp) == b1 || bucket_of(m.sent_timestamp) == b2)
+        })
         .collect();
     assert!(!deleted.is_empty());
     assert_eq!(
@@ -581,14 +582,19 @@ async fn backfill_restores_deleted_partitions_without_touching_the_live_group() 
 
     // The restored rows are the originals, byte for byte.
     for m in &deleted {
-        let (message,) = session
+        let (_, message) = session
             .query_unpaged(
-                format!("SELECT message FROM {ks}.chat_messages WHERE broadcaster_id = ? AND bucket = ? AND sent_ts = ? AND message_id = ?"),
-                (m.broadcaster_id, m.bucket(), m.sent_timestamp, &m.id),
+                chat_store::cql::select_chat_row(&ks),
+                (
+                    m.broadcaster_id,
+                    bucket_of(m.sent_timestamp),
+                    m.sent_timestamp,
+                    &m.id,
+                ),
             )
             .await?
             .into_rows_result()?
-            .single_row::<(String,)>()?;
+            .single_row::<(Option<i64>, String)>()?;
         assert_eq!(message, m.to_spec_json());
     }
     assert_eq!(

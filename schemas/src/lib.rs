@@ -48,16 +48,6 @@ pub const CQL_MIGRATIONS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Width of one chat partition ("bucket") in milliseconds: five minutes.
-/// See docs/ARCHITECTURE.md for the partition-size arithmetic behind it.
-pub const BUCKET_MS: i64 = 5 * 60 * 1000;
-
-/// The bucket (partition time window) a message sent at `sent_ms` belongs to: the window's start
-/// in ms since the epoch. Works for times before 1970 too (floors, never truncates toward zero).
-pub fn bucket_of(sent_ms: i64) -> i64 {
-    sent_ms.div_euclid(BUCKET_MS) * BUCKET_MS
-}
-
 /// A badge or badge-info entry: `name/version` in the IRC tag.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Badge {
@@ -292,11 +282,6 @@ impl ChatMessage {
         j.key("vip").bool(u.vip);
         j.end_object();
         j.end_object();
-    }
-
-    /// The Cassandra bucket of this message.
-    pub fn bucket(&self) -> i64 {
-        bucket_of(self.sent_timestamp)
     }
 
     /// The chatter's numeric id, when the user-id tag is a number.

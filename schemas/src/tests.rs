@@ -171,15 +171,6 @@ fn avro_schemas_parse_and_records_round_trip() {
     );
 }
 
-#[test]
-fn buckets_floor_to_five_minutes() {
-    assert_eq!(bucket_of(0), 0);
-    assert_eq!(bucket_of(BUCKET_MS - 1), 0);
-    assert_eq!(bucket_of(BUCKET_MS), BUCKET_MS);
-    assert_eq!(bucket_of(-1), -BUCKET_MS);
-    assert_eq!(bucket_of(1706408359963) % BUCKET_MS, 0);
-}
-
 proptest::proptest! {
     #[test]
     fn spec_json_is_valid_json_for_any_text(text in ".*", name in "\\PC*") {

@@ -57,9 +57,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let s = std::sync::Arc::new(cassandra::connect_once(&cfg).await?);
     let mut stmt = s
-        .prepare(format!(
-            "SELECT sent_ts, message_id, message FROM {}.chat_messages WHERE broadcaster_id = ? AND bucket = ? AND sent_ts >= ? AND sent_ts <= ?",
-            a.keyspace
+        // The very query chat-api pages with, prepared here without chat-api's code.
+        .prepare(chat_store::cql::select_chat_page(
+            &a.keyspace,
+            chat_store::cql::Body::Message,
         ))
         .await?;
     stmt.set_page_size(a.limit);
@@ -67,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
         a.broadcaster,
         a.bucket,
         a.start.unwrap_or(a.bucket),
-        a.end.unwrap_or(a.bucket + tci_schemas::BUCKET_MS - 1),
+        a.end.unwrap_or(a.bucket + chat_store::BUCKET_MS - 1),
     );
     let deadline = Instant::now() + Duration::from_secs(a.duration);
     let mut workers = Vec::new();

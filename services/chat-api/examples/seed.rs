@@ -1,15 +1,16 @@
 //! Seeds a keyspace for the API benchmark and the schemathesis run: migrates it, then writes
-//! chat through chat-ingestor's writer (messages, bucket index, user logs, CLEARMSG deletions) and
-//! streamers.
+//! chat with the chat tables' own plan and statements (`chat-store`: messages, bucket index, user
+//! logs, CLEARMSG deletions) and streamers.
 //!
 //! `cargo run --release -p chat-api --example seed -- --keyspace tci_bench_api`
 
 use std::time::Instant;
 
-use chat_ingestor::decode::Record;
+use chat_store::{bucket_of, plan, Record, Write, WriteStatements, BUCKET_MS};
 use clap::Parser;
+use futures::{stream, StreamExt, TryStreamExt};
 use tci_common::{cassandra, CassandraConfig};
-use tci_schemas::{bucket_of, ChatMessage, ModerationEvent, ModerationKind, Room, User, BUCKET_MS};
+use tci_schemas::{ChatMessage, ModerationEvent, ModerationKind, Room, User};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -48,24 +49,14 @@ async fn main() -> anyhow::Result<()> {
     let s = cassandra::connect_once(&cfg).await?;
     cassandra::migrate(&s, &cfg).await?;
     let ks = &args.keyspace;
-    // Chat goes through chat-ingestor's own planner and writer, so the rows (messages, bucket
-    // index, user logs, deletion marks) are exactly what the live system writes.
-    let settings = chat_ingestor::IngestConfig::default().writer_settings();
-    let max_rows = settings.max_rows_per_batch;
-    let writer = chat_ingestor::writer::Writer::prepare(
-        std::sync::Arc::new(cassandra::connect_once(&cfg).await?),
-        ks,
-        chat_ingestor::writer::WriterSettings {
-            max_in_flight: args.concurrency,
-            ..settings
-        },
-    )
-    .await?;
+    // Chat is planned and bound by the chat tables' owner, so the rows (messages, bucket index,
+    // user logs, deletion marks) are exactly what the live system writes.
+    let writes = WriteStatements::prepare(&s, ks).await?;
+    let max_rows = 50;
     let t0 = bucket_of(args.start_ms);
     let b = args.broadcaster;
     let total = args.buckets * args.per_bucket;
     let started = Instant::now();
-    let token = tokio_util::sync::CancellationToken::new();
     let mut records = Vec::with_capacity(1000);
     for n in 0..total {
         let bucket_no = n / args.per_bucket;
@@ -120,11 +111,22 @@ async fn main() -> anyhow::Result<()> {
         }
         records.push(Record::Chat(Box::new(m)));
         if records.len() >= 1000 || n + 1 == total {
-            let plan = chat_ingestor::writer::plan(&records, max_rows);
-            writer
-                .write(&plan, &token)
-                .await
-                .map_err(|_| anyhow::anyhow!("writing chat: the writer gave up"))?;
+            let p = plan(&records, max_rows);
+            let rows = p.rows.as_slice();
+            let all: Vec<Write<'_>> = p
+                .chat_groups
+                .iter()
+                .map(|g| Write::Chat(g, rows))
+                .chain(p.user_groups.iter().map(|g| Write::User(g, rows)))
+                .chain(p.buckets.iter().map(|b| Write::Bucket(*b)))
+                .chain(p.user_buckets.iter().map(|b| Write::UserBucket(*b)))
+                .chain(p.moderation.iter().map(Write::Moderation))
+                .chain(p.deletions.iter().map(Write::Deletion))
+                .collect();
+            stream::iter(all.iter().map(|w| writes.execute(&s, w)))
+                .buffer_unordered(args.concurrency)
+                .try_collect::<Vec<()>>()
+                .await?;
             records.clear();
         }
     }

@@ -24,13 +24,9 @@ use futures::TryStreamExt;
 use tci_common::cassandra;
 use tokio_util::sync::CancellationToken;
 
-/// The chat tables: what one archived message costs.
-const CHAT_TABLES: &[&str] = &[
-    "chat_messages",
-    "chat_buckets",
-    "user_chat_messages",
-    "user_chat_buckets",
-];
+/// The chat tables: what one archived message costs (moderation events and deletion marks
+/// included: they are part of what archiving a channel's chat stores).
+const CHAT_TABLES: &[&str] = &chat_store::table::ALL;
 
 fn nodetool(args: &[&str]) -> anyhow::Result<String> {
     let tool = std::env::var("TCI_NODETOOL").unwrap_or_else(|_| {
@@ -114,14 +110,11 @@ async fn report(
 ) -> anyhow::Result<String> {
     // Count messages and measure what the original service stored (the JSON) and the raw lines.
     let mut rows = session
-        .query_iter(
-            format!("SELECT message, raw_line FROM {keyspace}.chat_messages"),
-            (),
-        )
+        .query_iter(chat_store::cql::scan_chat(keyspace), ())
         .await?
-        .rows_stream::<(Option<String>, Option<String>)>()?;
+        .rows_stream::<(String, Option<String>, Option<String>)>()?;
     let (mut messages, mut json_bytes, mut raw_bytes) = (0u64, 0u64, 0u64);
-    while let Some((message, raw)) = rows.try_next().await? {
+    while let Some((_, message, raw)) = rows.try_next().await? {
         messages += 1;
         json_bytes += message.map_or(0, |m| m.len() as u64);
         raw_bytes += raw.map_or(0, |r| r.len() as u64);

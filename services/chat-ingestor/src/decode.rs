@@ -21,35 +21,7 @@ impl Source {
     }
 }
 
-/// A decoded record.
-#[derive(Debug, Clone)]
-pub enum Record {
-    Chat(Box<ChatMessage>),
-    Moderation(Box<ModerationEvent>),
-}
-
-impl Record {
-    pub fn broadcaster_id(&self) -> i64 {
-        match self {
-            Record::Chat(m) => m.broadcaster_id,
-            Record::Moderation(e) => e.broadcaster_id,
-        }
-    }
-
-    pub fn sent_timestamp(&self) -> i64 {
-        match self {
-            Record::Chat(m) => m.sent_timestamp,
-            Record::Moderation(e) => e.sent_timestamp,
-        }
-    }
-
-    pub fn source(&self) -> Source {
-        match self {
-            Record::Chat(_) => Source::Chat,
-            Record::Moderation(_) => Source::Moderation,
-        }
-    }
-}
+pub use chat_store::Record;
 
 /// Why a record cannot be turned into rows.
 #[derive(Debug, thiserror::Error)]

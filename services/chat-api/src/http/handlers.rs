@@ -157,8 +157,8 @@ fn verify_chat_cursor(
 ) -> Result<Position, ApiError> {
     let pos = codec.decode(binding, cursor)?;
     let (first, last) = (
-        tci_schemas::bucket_of(binding.start_ms),
-        tci_schemas::bucket_of(binding.end_ms),
+        chat_store::bucket_of(binding.start_ms),
+        chat_store::bucket_of(binding.end_ms),
     );
     if pos.bucket < first || pos.bucket > last {
         return Err(CursorError::OutOfRange.into());

@@ -3,6 +3,7 @@
 
 use std::{collections::HashSet, time::Duration};
 
+use chat_store::ReadStatements;
 use scylla::{
     client::session::Session,
     errors::ExecutionError,
@@ -23,13 +24,7 @@ const MAX_DELETED_PAGES: usize = 20;
 /// Prepared statements over one session.
 pub struct Db {
     session: Session,
-    chat_page: PreparedStatement,
-    chat_buckets: PreparedStatement,
-    user_page: PreparedStatement,
-    chat_raw_page: PreparedStatement,
-    user_raw_page: PreparedStatement,
-    user_buckets: PreparedStatement,
-    deleted: PreparedStatement,
+    chat: ReadStatements,
     streamers: PreparedStatement,
     timeout: Duration,
 }
@@ -51,68 +46,20 @@ impl Db {
         timeout: Duration,
     ) -> anyhow::Result<Self> {
         let ks = keyspace;
-        let prep = |cql: String| {
-            let session = &session;
-            async move {
-                let mut p = session
-                    .prepare(cql.as_str())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("preparing {cql:?}: {e}"))?;
-                p.set_request_timeout(Some(timeout));
-                p.set_is_idempotent(true);
-                anyhow::Ok(p)
-            }
-        };
-        let chat_page = prep(format!(
-            "SELECT sent_ts, message_id, message FROM {ks}.chat_messages \
-             WHERE broadcaster_id = ? AND bucket = ? AND sent_ts >= ? AND sent_ts <= ?"
-        ))
-        .await?;
-        // The same queries for `format=raw`, reading the stored line instead of the JSON. A
-        // paging state marks a position in the partition, so a cursor of one format resumes
-        // the other.
-        let chat_raw_page = prep(format!(
-            "SELECT sent_ts, message_id, raw_line FROM {ks}.chat_messages \
-             WHERE broadcaster_id = ? AND bucket = ? AND sent_ts >= ? AND sent_ts <= ?"
-        ))
-        .await?;
-        let user_raw_page = prep(format!(
-            "SELECT sent_ts, message_id, raw_line FROM {ks}.user_chat_messages \
-             WHERE broadcaster_id = ? AND user_id = ? AND bucket = ? AND sent_ts >= ? AND sent_ts <= ?"
-        ))
-        .await?;
-        let chat_buckets = prep(format!(
-            "SELECT bucket FROM {ks}.chat_buckets WHERE broadcaster_id = ? AND bucket >= ? AND bucket <= ? LIMIT ?"
-        ))
-        .await?;
-        let user_page = prep(format!(
-            "SELECT sent_ts, message_id, message FROM {ks}.user_chat_messages \
-             WHERE broadcaster_id = ? AND user_id = ? AND bucket = ? AND sent_ts >= ? AND sent_ts <= ?"
-        ))
-        .await?;
-        let user_buckets = prep(format!(
-            "SELECT bucket FROM {ks}.user_chat_buckets \
-             WHERE broadcaster_id = ? AND user_id = ? AND bucket >= ? AND bucket <= ? LIMIT ?"
-        ))
-        .await?;
-        let deleted = prep(format!(
-            "SELECT message_id FROM {ks}.deleted_messages WHERE broadcaster_id = ? AND bucket = ?"
-        ))
-        .await?;
-        let streamers = prep(format!(
-            "SELECT broadcaster_id, login, display_name, first_seen, last_seen_live, title, game_name, language \
-             FROM {ks}.streamers"
-        ))
-        .await?;
+        let chat = ReadStatements::prepare(&session, ks, timeout).await?;
+        // The streamers table is streamer-ingestion's, not one of the chat tables.
+        let mut streamers = session
+            .prepare(format!(
+                "SELECT broadcaster_id, login, display_name, first_seen, last_seen_live, title, game_name, language \
+                 FROM {ks}.streamers"
+            ))
+            .await
+            .map_err(|e| anyhow::anyhow!("preparing the streamers query: {e}"))?;
+        streamers.set_request_timeout(Some(timeout));
+        streamers.set_is_idempotent(true);
         Ok(Self {
             session,
-            chat_page,
-            chat_buckets,
-            user_page,
-            chat_raw_page,
-            user_raw_page,
-            user_buckets,
-            deleted,
+            chat,
             streamers,
             timeout,
         })
@@ -192,7 +139,7 @@ impl ChatSource for Db {
                 "chat_buckets",
                 self.single_page(
                     "chat_buckets",
-                    &self.chat_buckets,
+                    &self.chat.chat_buckets,
                     (broadcaster_id, from, to, limit),
                     limit as usize,
                     None,
@@ -206,7 +153,7 @@ impl ChatSource for Db {
                 "user_chat_buckets",
                 self.single_page(
                     "user_chat_buckets",
-                    &self.user_buckets,
+                    &self.chat.user_buckets,
                     (broadcaster_id, user_id, from, to, limit),
                     limit as usize,
                     None,
@@ -235,10 +182,7 @@ impl ChatSource for Db {
                 "chat_messages",
                 self.single_page(
                     "chat_messages",
-                    match body {
-                        Body::Message => &self.chat_page,
-                        Body::RawLine => &self.chat_raw_page,
-                    },
+                    self.chat.chat_page(body),
                     (broadcaster_id, bucket, start, end),
                     page_size,
                     state,
@@ -252,10 +196,7 @@ impl ChatSource for Db {
                 "user_chat_messages",
                 self.single_page(
                     "user_chat_messages",
-                    match body {
-                        Body::Message => &self.user_page,
-                        Body::RawLine => &self.user_raw_page,
-                    },
+                    self.chat.user_page(body),
                     (broadcaster_id, user_id, bucket, start, end),
                     page_size,
                     state,
@@ -288,7 +229,7 @@ impl ChatSource for Db {
             let (qr, next) = self
                 .single_page(
                     what,
-                    &self.deleted,
+                    &self.chat.deleted,
                     (broadcaster_id, bucket),
                     1000,
                     state.as_deref(),

@@ -15,7 +15,7 @@ pub mod cassandra;
 
 use std::{collections::HashSet, future::Future, time::Duration};
 
-use tci_schemas::bucket_of;
+use chat_store::bucket_of;
 
 use crate::cursor::Position;
 
@@ -117,15 +117,9 @@ pub trait ChatSource {
     ) -> impl Future<Output = Result<HashSet<String>, StoreError>> + Send;
 }
 
-/// Which stored column a page carries in [`ChatRow::message`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Body {
-    /// The `message` JSON (the json, ndjson and text formats).
-    #[default]
-    Message,
-    /// The exact IRC line (`raw_line`; empty for rows stored before it was kept).
-    RawLine,
-}
+/// Which stored column a page carries in [`ChatRow::message`] (the json, ndjson and text
+/// formats read the `message` JSON; `raw` the line).
+pub use chat_store::cql::Body;
 
 /// A chat page request.
 #[derive(Debug, Clone)]

@@ -7,9 +7,9 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
+use chat_store::BUCKET_MS;
 use futures::executor::block_on;
 use proptest::prelude::*;
-use tci_schemas::BUCKET_MS;
 
 use super::*;
 

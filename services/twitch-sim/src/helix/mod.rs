@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::json;
+use warp::filters::BoxedFilter;
 use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
-use warp::filters::BoxedFilter;
 use warp::{Filter, Rejection, Reply};
 
 use crate::irc::hub::Control;

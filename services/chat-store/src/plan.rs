@@ -1,0 +1,296 @@
+//! Decoded records → the rows of one flush (pure): `chat_messages` rows grouped by
+//! `(broadcaster_id, bucket)` into single-partition batches, `user_chat_messages` rows grouped by
+//! `(broadcaster_id, user_id, bucket)`, the bucket-index rows, moderation events and deletion
+//! marks. Every table's primary key contains the message/event id, so replaying a record
+//! rewrites the same row: writes are idempotent.
+
+use std::collections::BTreeMap;
+
+use tci_schemas::{ChatMessage, ModerationEvent, ModerationKind};
+
+use crate::bucket::{bucket_of, deletion_buckets};
+
+/// A decoded record of the chat or moderation topic.
+#[derive(Debug, Clone)]
+pub enum Record {
+    Chat(Box<ChatMessage>),
+    Moderation(Box<ModerationEvent>),
+}
+
+impl Record {
+    pub fn broadcaster_id(&self) -> i64 {
+        match self {
+            Record::Chat(m) => m.broadcaster_id,
+            Record::Moderation(e) => e.broadcaster_id,
+        }
+    }
+
+    pub fn sent_timestamp(&self) -> i64 {
+        match self {
+            Record::Chat(m) => m.sent_timestamp,
+            Record::Moderation(e) => e.sent_timestamp,
+        }
+    }
+}
+
+/// One `chat_messages` / `user_chat_messages` row, rendered once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRow {
+    pub broadcaster_id: i64,
+    pub bucket: i64,
+    pub sent_ts: i64,
+    pub message_id: String,
+    pub user_id: Option<i64>,
+    pub message: String,
+    /// When chat-listener read the line.
+    pub received_at: i64,
+    /// The exact IRC line; `None` for records from before schema version 2.
+    pub raw_line: Option<String>,
+}
+
+/// One `moderation_events` row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModerationRow {
+    pub broadcaster_id: i64,
+    pub bucket: i64,
+    pub sent_ts: i64,
+    pub event_id: String,
+    pub kind: &'static str,
+    pub target_user_id: Option<i64>,
+    pub target_user_login: Option<String>,
+    pub target_message_id: Option<String>,
+    pub ban_duration_seconds: Option<i32>,
+    pub msg_id: Option<String>,
+    pub text: Option<String>,
+    pub system_msg: Option<String>,
+    pub received_at: Option<i64>,
+    pub raw_line: Option<String>,
+}
+
+/// One `deleted_messages` row.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DeletionRow {
+    pub broadcaster_id: i64,
+    pub bucket: i64,
+    pub message_id: String,
+    pub reason: String,
+}
+
+/// Everything one flush writes.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub rows: Vec<ChatRow>,
+    /// Indices into `rows`, one group per `chat_messages` partition (chunked).
+    pub chat_groups: Vec<Vec<usize>>,
+    /// Indices into `rows`, one group per `user_chat_messages` partition (chunked).
+    pub user_groups: Vec<Vec<usize>>,
+    pub buckets: Vec<(i64, i64)>,
+    pub user_buckets: Vec<(i64, i64, i64)>,
+    pub moderation: Vec<ModerationRow>,
+    pub deletions: Vec<DeletionRow>,
+    /// Chat rows' sent timestamps (for the end-to-end lag histogram).
+    pub chat_count: usize,
+    pub moderation_count: usize,
+}
+
+/// Builds the plan of a flush. Pure.
+///
+/// CLEARMSG: a deletion mark in every bucket its target can be in ([`deletion_buckets`]).
+/// CLEARCHAT (ban/timeout/clear) is recorded as an event only; the user's messages are not
+/// marked (see the crate's documentation).
+pub fn plan<'a>(records: impl IntoIterator<Item = &'a Record>, max_rows_per_batch: usize) -> Plan {
+    let max = max_rows_per_batch.max(1);
+    let mut p = Plan::default();
+    let mut by_partition: BTreeMap<(i64, i64), Vec<usize>> = BTreeMap::new();
+    let mut by_user: BTreeMap<(i64, i64, i64), Vec<usize>> = BTreeMap::new();
+    for r in records {
+        match r {
+            Record::Chat(m) => {
+                let bucket = bucket_of(m.sent_timestamp);
+                let i = p.rows.len();
+                let user_id = m.user_id();
+                p.rows.push(ChatRow {
+                    broadcaster_id: m.broadcaster_id,
+                    bucket,
+                    sent_ts: m.sent_timestamp,
+                    message_id: m.id.clone(),
+                    user_id,
+                    message: m.to_spec_json(),
+                    received_at: m.received_at,
+                    raw_line: m.raw_line.clone(),
+                });
+                by_partition
+                    .entry((m.broadcaster_id, bucket))
+                    .or_default()
+                    .push(i);
+                if let Some(u) = user_id {
+                    by_user
+                        .entry((m.broadcaster_id, u, bucket))
+                        .or_default()
+                        .push(i);
+                }
+                p.chat_count += 1;
+            }
+            Record::Moderation(e) => {
+                p.moderation_count += 1;
+                let bucket = bucket_of(e.sent_timestamp);
+                if e.kind == ModerationKind::ClearMsg {
+                    if let Some(target) = e.target_message_id.as_deref().filter(|t| !t.is_empty()) {
+                        let reason = deletion_reason(e);
+                        for b in deletion_buckets(e.sent_timestamp) {
+                            p.deletions.push(DeletionRow {
+                                broadcaster_id: e.broadcaster_id,
+                                bucket: b,
+                                message_id: target.to_string(),
+                                reason: reason.clone(),
+                            });
+                        }
+                    }
+                }
+                p.moderation.push(moderation_row(e, bucket));
+            }
+        }
+    }
+    p.buckets = by_partition.keys().copied().collect();
+    p.user_buckets = by_user.keys().copied().collect();
+    for (_, idx) in by_partition {
+        p.chat_groups.extend(idx.chunks(max).map(<[usize]>::to_vec));
+    }
+    for (_, idx) in by_user {
+        p.user_groups.extend(idx.chunks(max).map(<[usize]>::to_vec));
+    }
+    p
+}
+
+fn deletion_reason(e: &ModerationEvent) -> String {
+    match e.target_user_login.as_deref() {
+        Some(login) if !login.is_empty() => format!("CLEARMSG of a message by {login}"),
+        _ => "CLEARMSG".to_string(),
+    }
+}
+
+fn moderation_row(e: &ModerationEvent, bucket: i64) -> ModerationRow {
+    ModerationRow {
+        broadcaster_id: e.broadcaster_id,
+        bucket,
+        sent_ts: e.sent_timestamp,
+        event_id: e.event_id.clone(),
+        kind: e.kind.as_str(),
+        target_user_id: e.target_user_id.as_deref().and_then(|s| s.parse().ok()),
+        target_user_login: e.target_user_login.clone(),
+        target_message_id: e.target_message_id.clone(),
+        ban_duration_seconds: e.ban_duration_seconds,
+        msg_id: e.msg_id.clone(),
+        text: e.text.clone(),
+        system_msg: e.system_msg.clone(),
+        received_at: e.received_at,
+        raw_line: e.raw_line.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bucket::BUCKET_MS;
+    use std::collections::HashSet;
+    use tci_schemas::User;
+
+    fn chat(b: i64, id: &str, sent: i64, user: &str) -> Record {
+        Record::Chat(Box::new(ChatMessage {
+            broadcaster_id: b,
+            id: id.into(),
+            sent_timestamp: sent,
+            user: User {
+                id: user.into(),
+                ..User::default()
+            },
+            ..ChatMessage::default()
+        }))
+    }
+
+    fn clearmsg(b: i64, sent: i64, target: Option<&str>) -> Record {
+        Record::Moderation(Box::new(ModerationEvent {
+            broadcaster_id: b,
+            kind: ModerationKind::ClearMsg,
+            event_id: "ev1".into(),
+            sent_timestamp: sent,
+            channel: "chan".into(),
+            target_user_id: None,
+            target_user_login: Some("bob".into()),
+            target_message_id: target.map(Into::into),
+            ban_duration_seconds: None,
+            msg_id: None,
+            text: Some("bad words".into()),
+            system_msg: None,
+            raw_tags: vec![],
+            received_at: None,
+            raw_line: None,
+        }))
+    }
+
+    #[test]
+    fn batches_never_span_two_partitions_and_are_chunked() {
+        let t0 = 1_706_400_000_000 - 1_706_400_000_000 % BUCKET_MS;
+        let recs = vec![
+            chat(1, "a", t0 + 1, "10"),
+            chat(1, "b", t0 + 2, "11"),
+            chat(2, "c", t0 + 3, "10"),
+            chat(1, "d", t0 + BUCKET_MS + 1, "10"),
+            chat(1, "e", t0 + 4, "10"),
+            chat(1, "f", t0 + 5, "not-a-number"),
+        ];
+        let p = plan(&recs, 2);
+        for g in &p.chat_groups {
+            let keys: HashSet<_> = g
+                .iter()
+                .map(|&i| (p.rows[i].broadcaster_id, p.rows[i].bucket))
+                .collect();
+            assert_eq!(keys.len(), 1, "one partition per batch");
+            assert!(g.len() <= 2);
+        }
+        let total: usize = p.chat_groups.iter().map(Vec::len).sum();
+        assert_eq!(total, 6, "every row in exactly one group");
+        // (1, t0) has a, b, e, f -> 2 chunks; (2, t0) c; (1, t0+B) d.
+        assert_eq!(p.chat_groups.len(), 4);
+        assert_eq!(p.buckets, vec![(1, t0), (1, t0 + BUCKET_MS), (2, t0)]);
+        // By-user rows skip the user without a numeric id.
+        let user_rows: usize = p.user_groups.iter().map(Vec::len).sum();
+        assert_eq!(user_rows, 5);
+        assert_eq!(
+            p.user_buckets,
+            vec![
+                (1, 10, t0),
+                (1, 10, t0 + BUCKET_MS),
+                (1, 11, t0),
+                (2, 10, t0)
+            ]
+        );
+        assert_eq!(
+            p.rows[0].message,
+            match &recs[0] {
+                Record::Chat(m) => m.to_spec_json(),
+                _ => unreachable!(),
+            }
+        );
+    }
+
+    #[test]
+    fn clearmsg_marks_every_bucket_its_target_can_be_in() {
+        let sent = 1_706_400_123_456;
+        let p = plan(&[clearmsg(7, sent, Some("m-1"))], 50);
+        assert_eq!(p.moderation.len(), 1);
+        assert_eq!(p.moderation[0].kind, "CLEARMSG");
+        let mut buckets: Vec<_> = p.deletions.iter().map(|d| d.bucket).collect();
+        buckets.sort();
+        assert_eq!(buckets, deletion_buckets(sent).collect::<Vec<_>>());
+        // A message sent five hours before its deletion is marked in its own bucket.
+        assert!(buckets.contains(&bucket_of(sent - 5 * 3_600_000)));
+        assert!(p
+            .deletions
+            .iter()
+            .all(|d| d.message_id == "m-1" && d.broadcaster_id == 7));
+        let none = plan(&[clearmsg(7, sent, None)], 50);
+        assert!(none.deletions.is_empty(), "no target: event only");
+        assert_eq!(none.moderation.len(), 1);
+    }
+}

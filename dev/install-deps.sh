@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine of this kind lacks to build and run the project:
 # Debian build packages for librdkafka (built from source by rdkafka's cmake-build feature),
-# kcat (operators' Kafka inspection tool), and the rustfmt/clippy components.
+# kcat (operators' Kafka inspection tool), chromium (headless, for the log viewer's browser test
+# integration-tests/tests/viewer.rs) and the rustfmt/clippy components.
 set -euo pipefail
 
 need_pkgs=()
-for p in cmake build-essential pkg-config libcurl4-openssl-dev libssl-dev libsasl2-dev zlib1g-dev curl kcat; do
+for p in cmake build-essential pkg-config libcurl4-openssl-dev libssl-dev libsasl2-dev zlib1g-dev curl kcat chromium; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

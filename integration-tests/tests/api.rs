@@ -586,7 +586,7 @@ async fn every_error_is_json_with_a_stable_code() -> anyhow::Result<()> {
         ("bad format", chat.clone(), vec![("start", &start), ("end", &end), ("format", "xml")], 400, "invalid_parameter"),
         ("bad live", "/v1.0/streamers".into(), vec![("live", "maybe")], 400, "invalid_parameter"),
         ("unknown route", "/v1.0/1/messages".into(), vec![], 404, "not_found"),
-        ("unknown root", "/".into(), vec![], 404, "not_found"),
+        ("unknown top-level path", "/nope".into(), vec![], 404, "not_found"),
     ];
     for (name, path, q, status, code) in &cases {
         let (s, headers, body) = api.get(path, q).await?;

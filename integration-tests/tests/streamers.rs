@@ -7,7 +7,9 @@
 //! - channels that go offline stay, and their last_seen_live stops advancing;
 //! - a Helix outage publishes nothing for the failed poll;
 //! - ingestion: replays in any order keep first_seen earliest / last_seen_live latest, and
-//!   undecodable records go to the dead-letter topic while consumption goes on.
+//!   undecodable records go to the dead-letter topic while consumption goes on;
+//! - ingestion: a Cassandra outage longer than `max.poll.interval.ms` pauses consumption without
+//!   leaving the group (no rebalance), and everything is written once Cassandra is back.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -684,6 +686,171 @@ async fn ingestion_is_order_independent_and_dead_letters_bad_records() -> anyhow
     .ok_or_else(|| anyhow::anyhow!("replay did not consume"))?;
     let again = streamers(&session, &ks).await?;
     assert_eq!(again, t);
+    token.cancel();
+    task.await??;
+    env.drop_keyspace(&session).await;
+    Ok(())
+}
+
+/// A TCP proxy to Cassandra that can drop every connection and refuse new ones.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    blocked: Arc<std::sync::atomic::AtomicBool>,
+    conns: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> anyhow::Result<Self> {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let blocked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (b, c) = (blocked.clone(), conns.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if b.load(Ordering::SeqCst) {
+                    drop(inbound); // refused: closed at once
+                    continue;
+                }
+                let target = target.clone();
+                let h = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                c.lock().expect("lock").push(h.abort_handle());
+            }
+        });
+        Ok(Self {
+            addr,
+            blocked,
+            conns,
+        })
+    }
+
+    fn block(&self) {
+        self.blocked
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for h in self.conns.lock().expect("lock").drain(..) {
+            h.abort(); // drops both sockets
+        }
+    }
+
+    fn unblock(&self) {
+        self.blocked
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The group's state and member ids, as the broker sees them.
+fn group_members(env: &TestEnv, group: &str) -> anyhow::Result<(String, Vec<String>)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let mut c = kafka::base_config(&env.cfg.kafka);
+    c.set("group.id", env.group("observer"));
+    let observer: BaseConsumer = c.create()?;
+    let list = observer.fetch_group_list(Some(group), Duration::from_secs(10))?;
+    let g = list
+        .groups()
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("group {group} unknown"))?;
+    let mut ids: Vec<String> = g.members().iter().map(|m| m.id().to_string()).collect();
+    ids.sort();
+    Ok((g.state().to_string(), ids))
+}
+
+/// Cassandra unreachable for longer than `max.poll.interval.ms`: streamer-ingestion pauses its
+/// partitions and keeps polling (before, it retried inside the poll loop and was thrown out of
+/// the group, then rejoined: a rebalance per outage and per member), says so on `/readyz`, and
+/// writes every record once Cassandra answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_outage_pauses_consumption_and_keeps_the_group_membership() -> anyhow::Result<()> {
+    let env = TestEnv::new("streamers_outage");
+    env.create_topics(1).await?;
+    let session = env.migrate().await?;
+    let ks = env.cfg.cassandra.keyspace.clone();
+    let topic = env.cfg.topics.live_streams.clone();
+    let codec = AvroCodec::new(&env.cfg.registry)?;
+    codec
+        .register_value_schema(&topic, tci_schemas::LIVE_STREAM_AVSC)
+        .await?;
+    let producer = kafka::producer(&env.cfg.kafka, "it-streamers-outage", &[])?;
+    let send = |r: LiveStream| {
+        let (producer, topic, codec) = (producer.clone(), topic.clone(), codec.clone());
+        async move {
+            let payload = codec.encode(&topic, &r).await?;
+            let key = r.broadcaster_id.to_string();
+            producer
+                .send(
+                    FutureRecord::to(&topic).key(&key).payload(&payload),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|(e, _)| e)?;
+            anyhow::Ok(())
+        }
+    };
+    let proxy = Proxy::start(env.cfg.cassandra.nodes[0].clone()).await?;
+    let mut cfg = ingestion_config(&env);
+    let group = cfg.ingest.group_id.clone();
+    cfg.common.cassandra.nodes = vec![proxy.addr.to_string()];
+    cfg.common.cassandra.request_timeout = Duration::from_secs(2);
+    cfg.ingest.session_timeout = Duration::from_secs(6);
+    cfg.ingest.max_poll_interval = Duration::from_secs(8);
+    let token = CancellationToken::new();
+    let app = streamer_ingestion::App::build(cfg, token.clone()).await?;
+    let (stats, admin) = (app.stats(), app.admin_addr());
+    let task = spawn_ingestion(app);
+
+    let t0 = 1_706_408_359_963i64;
+    send(record(1, t0, 1, "before")).await?;
+    wait_for_table(&session, &ks, "channel 1", |t| t.contains_key(&1)).await?;
+    let (state, members) = group_members(&env, &group)?;
+    assert_eq!(
+        (state.as_str(), members.len()),
+        ("Stable", 1),
+        "{members:?}"
+    );
+
+    proxy.block();
+    for id in 2..=5 {
+        send(record(id, t0 + id * 1000, id, "during")).await?;
+    }
+    eventually(Duration::from_secs(30), || {
+        let s = stats.clone();
+        async move { (streamer_ingestion::Stats::get(&s.pauses) >= 1).then_some(()) }
+    })
+    .await
+    .ok_or_else(|| anyhow::anyhow!("consumption never paused"))?;
+    let ready = reqwest::get(format!("http://{admin}/readyz")).await?;
+    assert_eq!(ready.status(), 503, "/readyz reports the failing writes");
+    // Twice max.poll.interval.ms with the store down.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let during = group_members(&env, &group)?;
+    assert_eq!(
+        during,
+        (state.clone(), members.clone()),
+        "the member kept its membership through the outage (no rebalance)"
+    );
+    assert!(streamer_ingestion::Stats::get(&stats.write_retries) > 0);
+
+    proxy.unblock();
+    let t = wait_for_table(&session, &ks, "channels 1 to 5", |t| {
+        (1..=5).all(|id| t.contains_key(&id))
+    })
+    .await?;
+    assert_eq!(t.len(), 5);
+    assert_eq!(
+        group_members(&env, &group)?,
+        (state, members),
+        "still the same member after the outage"
+    );
+    eventually(Duration::from_secs(30), || async {
+        let r = reqwest::get(format!("http://{admin}/readyz")).await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await
+    .ok_or_else(|| anyhow::anyhow!("/readyz never recovered"))?;
     token.cancel();
     task.await??;
     env.drop_keyspace(&session).await;

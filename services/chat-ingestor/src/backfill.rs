@@ -8,21 +8,30 @@
 //! `[from, to]` (and of `--broadcaster-id`, when given) are written through the same writer as
 //! the live service; the writes are idempotent, so replaying rows that still exist is harmless.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    io::IsTerminal,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use rdkafka::{
     consumer::{Consumer, StreamConsumer},
     Offset, TopicPartitionList,
 };
-use tci_common::{kafka, registry::AvroCodec};
+use tci_common::{
+    consumer::{Bounds, Counts, Mode, Options, TopicPartition},
+    kafka,
+    registry::AvroCodec,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::{
     connect_writer,
-    offsets::TopicPartition,
-    pipeline::{Bounds, IngestContext, Pipeline, Shared, Summary},
+    decode::Record,
+    pipeline::{self, ChatDecoder, IngestContext},
     Config,
 };
 
@@ -42,6 +51,26 @@ pub fn parse_time(s: &str) -> anyhow::Result<i64> {
     tci_common::time::parse_iso8601_ms(s).ok_or_else(|| {
         anyhow::anyhow!("{s:?} is not an ISO 8601 timestamp like 2024-01-10T01:01:01.011Z")
     })
+}
+
+/// Counts of a backfill.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub read: u64,
+    pub written: u64,
+    pub skipped: u64,
+    pub dead_lettered: u64,
+}
+
+impl From<tci_common::consumer::Summary> for Summary {
+    fn from(s: tci_common::consumer::Summary) -> Self {
+        Self {
+            read: s.read,
+            written: s.written,
+            skipped: s.skipped,
+            dead_lettered: s.dead_lettered,
+        }
+    }
 }
 
 /// The backfill summary printed at the end.
@@ -71,18 +100,19 @@ pub async fn run(
     let topics = cfg.common.topics.clone();
     let codec = AvroCodec::new(&cfg.common.registry)?;
     let writer = connect_writer(&cfg, &token).await?;
-    let shared = Shared::new(
+    let builder = pipeline::builder(
+        cfg.ingest.consumer_settings(),
         writer,
-        cfg.ingest.pipeline_settings(false),
-        &topics.chat,
-        &topics.moderation,
+        cfg.ingest.max_rows_per_batch,
+        &topics,
+        false,
     );
     let group = format!("chat-ingestor-backfill-{}", tci_common::now_ms());
     let consumer: StreamConsumer<IngestContext> = kafka::consumer(
         &cfg.common.kafka,
         &group,
         "chat-ingestor-backfill",
-        IngestContext::new(shared.clone()),
+        builder.context(),
         &[("enable.auto.commit", "false")],
     )?;
     let slack_ms = cfg.ingest.backfill_slack.as_millis() as i64;
@@ -140,22 +170,96 @@ pub async fn run(
         .context("assigning the backfill partitions")?;
     let producer = kafka::producer(&cfg.common.kafka, "chat-ingestor-backfill-dlq", &[])?;
     let dlq = kafka::DeadLetter::new(producer, topics.dead_letter.clone(), "chat-ingestor");
+    let (from_ms, to_ms, broadcaster_id) = (args.from_ms, args.to_ms, args.broadcaster_id);
     let bounds = Bounds {
-        from_ms: args.from_ms,
-        to_ms: args.to_ms,
-        broadcaster_id: args.broadcaster_id,
-        slack_ms,
         end,
-        total,
+        // Kafka timestamps may run ahead of sent timestamps by the slack.
+        until_timestamp_ms: to_ms.saturating_add(slack_ms),
+        keep: Box::new(move |r: &Record| {
+            let ts = r.sent_timestamp();
+            ts >= from_ms && ts <= to_ms && broadcaster_id.is_none_or(|id| id == r.broadcaster_id())
+        }),
     };
-    let pipeline = Pipeline::new(
-        shared,
+    let pipeline = builder.build(
         Arc::new(consumer),
-        codec,
-        dlq,
-        token,
-        None,
-        Some(bounds),
+        ChatDecoder::new(codec, &topics),
+        Options {
+            dlq,
+            mode: Mode::Bounded(bounds),
+            token,
+            readiness: None,
+        },
     );
-    pipeline.run().await
+    let progress = Progress::new(total);
+    let counts = pipeline.counts();
+    let ticking = {
+        let counts = counts.clone();
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tick.tick().await;
+                progress.update(&counts);
+            }
+        })
+    };
+    let result = pipeline.run().await;
+    ticking.abort();
+    progress.finish(&counts);
+    result.map(Summary::from)
+}
+
+/// Backfill progress: a bar with rate and ETA on a terminal, a log line every 5 s otherwise.
+#[derive(Clone)]
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    last_log: Arc<Mutex<std::time::Instant>>,
+    total: u64,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::new(total);
+            let style = indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} records ({per_sec}, ETA {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            b.set_style(style);
+            b
+        });
+        Self {
+            bar,
+            last_log: Arc::new(Mutex::new(std::time::Instant::now())),
+            total,
+        }
+    }
+
+    fn update(&self, c: &Counts) {
+        let s = c.snapshot();
+        match &self.bar {
+            Some(b) => b.set_position(s.read),
+            None => {
+                let mut last = self.last_log.lock().unwrap_or_else(|e| e.into_inner());
+                if last.elapsed() >= Duration::from_secs(5) {
+                    *last = std::time::Instant::now();
+                    info!(
+                        read = s.read,
+                        total = self.total,
+                        written = s.written,
+                        skipped = s.skipped,
+                        dead_lettered = s.dead_lettered,
+                        "backfill progress"
+                    );
+                }
+            }
+        }
+    }
+
+    fn finish(&self, c: &Counts) {
+        if let Some(b) = &self.bar {
+            b.set_position(c.snapshot().read);
+            b.finish();
+        }
+    }
 }

@@ -3,7 +3,8 @@
 //! - Batched: records are grouped by Cassandra partition and written with prepared statements,
 //!   unlogged batches only within one partition, bounded concurrency ([`writer`]).
 //! - At-least-once: an offset is stored only after every record before it in its partition is
-//!   durable ([`offsets`], [`pipeline`]); a crash loses nothing, it re-reads.
+//!   durable (the shared consumer of [`tci_common::consumer`]; [`pipeline`] supplies decode and
+//!   write); a crash loses nothing, it re-reads.
 //! - Idempotent: every primary key contains the message (or event) id, so a re-read or a
 //!   duplicate delivery rewrites the same row.
 //! - Poison records go to the dead-letter topic; Cassandra or registry outages pause consumption
@@ -15,7 +16,6 @@ pub mod backfill;
 pub mod bench;
 pub mod decode;
 pub mod metrics;
-pub mod offsets;
 pub mod pipeline;
 pub mod writer;
 
@@ -24,12 +24,18 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use serde::{Deserialize, Serialize};
-use tci_common::{admin, cassandra, kafka, registry::AvroCodec, CommonConfig, Tasks};
+use tci_common::{
+    admin, cassandra,
+    consumer::{Mode, Options, ReadinessCheck},
+    kafka,
+    registry::AvroCodec,
+    CommonConfig, Tasks,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::{
-    pipeline::{IngestContext, Pipeline, Settings, Shared},
+    pipeline::{ChatDecoder, IngestContext, Pipeline},
     writer::{Writer, WriterSettings},
 };
 
@@ -104,15 +110,13 @@ impl IngestConfig {
         }
     }
 
-    pub(crate) fn pipeline_settings(&self, live: bool) -> Settings {
-        Settings {
+    pub fn consumer_settings(&self) -> tci_common::consumer::Settings {
+        tci_common::consumer::Settings {
             batch_size: self.batch_size.max(1),
             linger: self.linger,
             max_in_flight_batches: self.max_in_flight_batches,
-            max_rows_per_batch: self.max_rows_per_batch,
             rebalance_drain_timeout: self.rebalance_drain_timeout,
             shutdown_grace: self.shutdown_grace,
-            live,
         }
     }
 }
@@ -159,11 +163,12 @@ impl App {
         readiness.set("cassandra", true, "connected");
         let registry = tci_common::registry::RegistryAdmin::new(&cfg.common.registry)?;
         let topics = &cfg.common.topics;
-        let shared = Shared::new(
+        let builder = pipeline::builder(
+            cfg.ingest.consumer_settings(),
             writer,
-            cfg.ingest.pipeline_settings(true),
-            &topics.chat,
-            &topics.moderation,
+            cfg.ingest.max_rows_per_batch,
+            topics,
+            true,
         );
         let producer = kafka::producer(&cfg.common.kafka, "chat-ingestor-dlq", &[])?;
         let dlq = kafka::DeadLetter::new(producer, topics.dead_letter.clone(), "chat-ingestor");
@@ -171,7 +176,7 @@ impl App {
             &cfg.common.kafka,
             &cfg.ingest.group_id,
             "chat-ingestor",
-            IngestContext::new(shared.clone()),
+            builder.context(),
             &[("statistics.interval.ms", "5000")],
         )?;
         consumer
@@ -181,14 +186,20 @@ impl App {
         let (admin_addr, admin) =
             admin::serve(&cfg.common.admin.addr, readiness.clone(), token.clone()).await?;
         info!(%admin_addr, group = %cfg.ingest.group_id, chat = %topics.chat, moderation = %topics.moderation, "chat-ingestor ready");
-        let pipeline = Pipeline::new(
-            shared,
+        // The consumer is the only writer of the "cassandra" check (from the outcome of its
+        // writes); "kafka" and "registry" are the watchers'.
+        let pipeline = builder.build(
             consumer.clone(),
-            codec,
-            dlq,
-            token.clone(),
-            Some(readiness.clone()),
-            None,
+            ChatDecoder::new(codec, topics),
+            Options {
+                dlq,
+                mode: Mode::Live,
+                token: token.clone(),
+                readiness: Some(ReadinessCheck {
+                    readiness: readiness.clone(),
+                    name: "cassandra",
+                }),
+            },
         );
         Ok(Self {
             pipeline,

@@ -7,6 +7,8 @@
 //! - [`admin`]: the per-service admin HTTP server (`/healthz`, `/readyz`, `/metrics`).
 //! - [`retry`]: capped exponential backoff with jitter.
 //! - [`kafka`]: producer/consumer/admin construction, topic definitions, dead-letter publishing.
+//! - [`consumer`]: the at-least-once batch consumer every ingestor (and backfill) runs on; the
+//!   service supplies decode and write.
 //! - [`registry`]: the schema registry (Confluent REST API) and Avro codec in Confluent framing.
 //! - [`cassandra`]: session set-up and migrations.
 //! - [`time`]: ISO 8601 timestamps given by people (API parameters, backfill ranges).
@@ -14,6 +16,7 @@
 pub mod admin;
 pub mod cassandra;
 pub mod config;
+pub mod consumer;
 pub mod kafka;
 pub mod registry;
 pub mod retry;

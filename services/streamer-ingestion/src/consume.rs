@@ -1,47 +1,34 @@
-//! The consumer loop: decode, batch (flush on size or linger), write, and only then store the
-//! offsets (at-least-once; the writes are idempotent, so redelivery is harmless).
+//! streamer-ingestion's parts of the shared at-least-once batch consumer
+//! ([`tci_common::consumer`]: offsets stored only after the write that covers them, batches on
+//! size or linger, pause/resume, dead letters acknowledged before their offset moves, revocation
+//! drain, commits): the decoder (Avro + [`validate`]), the sink ([`collapse`] and
+//! [`StreamerStore::write`]) and the metrics.
 //!
-//! Order of offsets per partition is kept by construction: one loop, and a record that goes to
-//! the dead-letter topic first flushes everything received before it. On a rebalance, offsets of
-//! partitions no longer assigned cannot be stored; their records are redelivered to the new
-//! owner, which writes the same cells with the same timestamps.
+//! A failing store pauses consumption (the consumer keeps polling, so the group membership is
+//! kept however long the outage lasts) and the batch is retried with capped backoff; a write
+//! Cassandra refuses for good ([`tci_common::cassandra::Failure::Permanent`]) stops ingestion:
+//! nothing more is acknowledged, `/readyz` says why and the run ends with the error. The writes
+//! are idempotent and order-independent, so redelivery after a crash or rebalance is harmless.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
-
-use rdkafka::{
-    consumer::{CommitMode, Consumer, StreamConsumer},
-    message::OwnedMessage,
-    Message,
+use std::sync::{
+    atomic::{AtomicUsize, Ordering},
+    Arc,
 };
-use tci_common::{kafka::DeadLetter, registry::AvroCodec, retry::Backoff};
+
+use futures::future::BoxFuture;
+use tci_common::{
+    cassandra::Failure,
+    consumer::{DecodeFailure, Decoder, Observer, Sink, SinkError},
+    registry::AvroCodec,
+    retry::Backoff,
+};
 use tci_schemas::LiveStream;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{error, warn};
 
 use crate::metrics::{Stats, METRICS};
 use crate::store::{collapse, StreamerStore};
 use crate::timestamps;
-
-/// Batching settings.
-#[derive(Debug, Clone)]
-pub struct BatchSettings {
-    pub batch_size: usize,
-    pub linger: Duration,
-}
-
-struct Pending {
-    rec: LiveStream,
-    partition: i32,
-    offset: i64,
-}
-
-/// Shutdown was requested while a step could not complete (its offsets were not stored).
-#[derive(Debug, thiserror::Error)]
-#[error("shutdown requested")]
-pub struct Stopped;
 
 /// Checks what Avro cannot: a usable key and time.
 pub fn validate(r: &LiveStream) -> Result<(), String> {
@@ -55,201 +42,103 @@ pub fn validate(r: &LiveStream) -> Result<(), String> {
     Ok(())
 }
 
-/// One consumer group member writing the streamers table.
-pub struct Ingestor {
-    pub(crate) consumer: Arc<StreamConsumer>,
-    pub(crate) codec: AvroCodec,
-    pub(crate) dlq: DeadLetter,
-    pub(crate) store: Arc<StreamerStore>,
-    pub(crate) topic: String,
-    pub(crate) settings: BatchSettings,
-    pub(crate) stats: Arc<Stats>,
+/// Avro through the registry (schemas cached by id), then [`validate`].
+pub struct StreamerDecoder {
+    codec: AvroCodec,
 }
 
-impl Ingestor {
-    /// Consumes until `token` is cancelled, then flushes what it holds, stores its offsets and
-    /// commits synchronously.
-    pub async fn run(&self, token: CancellationToken) -> anyhow::Result<()> {
-        let mut batch: Vec<Pending> = Vec::with_capacity(self.settings.batch_size);
-        let mut deadline: Option<Instant> = None;
-        let mut kafka_errors = 0u64;
-        loop {
-            let linger = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
+impl StreamerDecoder {
+    pub fn new(codec: AvroCodec) -> Self {
+        Self { codec }
+    }
+}
+
+impl Decoder for StreamerDecoder {
+    type Record = LiveStream;
+
+    async fn decode(
+        &self,
+        _topic: &str,
+        payload: Option<&[u8]>,
+    ) -> Result<LiveStream, DecodeFailure> {
+        match self.codec.decode::<LiveStream>(payload).await {
+            Ok(r) => validate(&r)
+                .map(|()| r)
+                .map_err(|reason| DecodeFailure::Poison {
+                    kind: "invalid",
+                    reason,
+                }),
+            Err(e) if e.is_retriable() => Err(DecodeFailure::Retriable {
+                kind: e.kind(),
+                reason: e.to_string(),
+            }),
+            Err(e) => Err(DecodeFailure::Poison {
+                kind: e.kind(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// Collapses a batch by channel and writes it, retrying transient failures.
+pub struct StreamerSink {
+    store: Arc<StreamerStore>,
+    stats: Arc<Stats>,
+    /// Writes in their retry loop.
+    failing: AtomicUsize,
+}
+
+impl StreamerSink {
+    pub fn new(store: Arc<StreamerStore>, stats: Arc<Stats>) -> Self {
+        Self {
+            store,
+            stats,
+            failing: AtomicUsize::new(0),
+        }
+    }
+
+    async fn write_batch(
+        &self,
+        batch: &[LiveStream],
+        stop: &CancellationToken,
+    ) -> Result<(), SinkError> {
+        let collapsed = collapse(batch.iter().cloned());
+        let mut backoff = Backoff::default_for_dependencies();
+        let mut failing = false;
+        let result = loop {
+            let res = tokio::select! {
+                r = self.store.write(&collapsed) => r,
+                _ = stop.cancelled() => break Err(SinkError::Abandoned),
             };
-            tokio::select! {
-                _ = token.cancelled() => break,
-                _ = linger => {
-                    if self.flush(&mut batch, &token).await.is_err() { break; }
-                    deadline = None;
+            match res {
+                Ok(_) => break Ok(()),
+                Err(e) if e.failure() == Failure::Permanent => {
+                    error!(error = %e, "Cassandra refused a streamers write and retrying cannot help (schema or query wrong for this cluster); ingestion stops");
+                    break Err(SinkError::Fatal(format!(
+                        "Cassandra refused a write to streamers and retrying cannot help: {e}"
+                    )));
                 }
-                m = self.consumer.recv() => match m {
-                    Err(e) => {
-                        kafka_errors += 1;
-                        if kafka_errors.is_power_of_two() {
-                            warn!(error = %e, count = kafka_errors, "Kafka consumer error");
-                        }
-                    }
-                    Ok(m) => {
-                        let m = m.detach();
-                        if self.handle(m, &mut batch, &token).await.is_err() { break; }
-                        if batch.len() >= self.settings.batch_size {
-                            if self.flush(&mut batch, &token).await.is_err() { break; }
-                            deadline = None;
-                        } else if !batch.is_empty() && deadline.is_none() {
-                            deadline = Some(Instant::now() + self.settings.linger);
-                        }
-                    }
-                }
-            }
-        }
-        // Shutdown: write what we hold (a few attempts), then commit what was stored.
-        let _ = self.flush(&mut batch, &token).await;
-        let c = self.consumer.clone();
-        let _ =
-            tokio::task::spawn_blocking(move || match c.commit_consumer_state(CommitMode::Sync) {
-                Ok(()) => info!("offsets committed"),
-                Err(e) => debug!(error = %e, "final commit (nothing to commit is fine)"),
-            })
-            .await;
-        Ok(())
-    }
-
-    async fn handle(
-        &self,
-        m: OwnedMessage,
-        batch: &mut Vec<Pending>,
-        token: &CancellationToken,
-    ) -> Result<(), Stopped> {
-        let mut backoff = Backoff::default_for_dependencies();
-        let decoded = loop {
-            match self.codec.decode::<LiveStream>(m.payload()).await {
-                Ok(r) => {
-                    break validate(&r)
-                        .map(|()| r)
-                        .map_err(|reason| ("invalid", reason))
-                }
-                Err(e) if e.is_retriable() => {
-                    METRICS.decode_errors.with_label_values(&[e.kind()]).inc();
-                    let d = backoff.next_delay();
-                    warn!(error = %e, retry_in = ?d, "schema registry unavailable; retrying the decode");
-                    tokio::select! {
-                        _ = tokio::time::sleep(d) => {},
-                        _ = token.cancelled() => return Err(Stopped),
-                    }
-                }
-                Err(e) => break Err((e.kind(), e.to_string())),
-            }
-        };
-        match decoded {
-            Ok(rec) => {
-                batch.push(Pending {
-                    rec,
-                    partition: m.partition(),
-                    offset: m.offset(),
-                });
-                Ok(())
-            }
-            Err((kind, reason)) => {
-                METRICS.decode_errors.with_label_values(&[kind]).inc();
-                warn!(kind, %reason, partition = m.partition(), offset = m.offset(), "undecodable LiveStream record; dead-lettering it");
-                // Everything before it first, so offsets are stored in order.
-                self.flush(batch, token).await?;
-                self.dead_letter(&m, &format!("{kind}: {reason}"), token)
-                    .await?;
-                if let Err(e) = self
-                    .consumer
-                    .store_offset(&self.topic, m.partition(), m.offset())
-                {
-                    debug!(error = %e, "storing the offset of a dead-lettered record (partition revoked?)");
-                }
-                METRICS.records.with_label_values(&["dead_lettered"]).inc();
-                Stats::add(&self.stats.dead_lettered, 1);
-                Ok(())
-            }
-        }
-    }
-
-    async fn dead_letter(
-        &self,
-        m: &OwnedMessage,
-        reason: &str,
-        token: &CancellationToken,
-    ) -> Result<(), Stopped> {
-        let mut backoff = Backoff::default_for_dependencies();
-        loop {
-            match self.dlq.send(m, reason).await {
-                Ok(()) => return Ok(()),
                 Err(e) => {
-                    METRICS.dlq_retries.inc();
-                    let d = backoff.next_delay();
-                    warn!(error = %e, retry_in = ?d, topic = self.dlq.topic(), "dead-letter send failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(d) => {},
-                        _ = token.cancelled() => return Err(Stopped),
+                    if !failing {
+                        failing = true;
+                        self.failing.fetch_add(1, Ordering::Relaxed);
                     }
-                }
-            }
-        }
-    }
-
-    /// Writes the batch (retrying until it succeeds; after shutdown was requested, three more
-    /// attempts), then stores the highest offset per partition.
-    async fn flush(
-        &self,
-        batch: &mut Vec<Pending>,
-        token: &CancellationToken,
-    ) -> Result<(), Stopped> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let collapsed = collapse(batch.iter().map(|p| p.rec.clone()));
-        let mut backoff = Backoff::default_for_dependencies();
-        let mut attempts_after_stop = 0;
-        loop {
-            match self.store.write(&collapsed).await {
-                Ok(_) => break,
-                Err(e) => {
                     METRICS.write_retries.inc();
                     Stats::add(&self.stats.write_retries, 1);
-                    if token.is_cancelled() {
-                        attempts_after_stop += 1;
-                        if attempts_after_stop >= 3 {
-                            warn!(error = %e, records = batch.len(), "giving up the batch at shutdown; it will be redelivered");
-                            return Err(Stopped);
-                        }
-                        // Shutting down: short pauses only, so the final commit fits the grace.
-                        backoff =
-                            Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
-                    }
                     let d = backoff.next_delay();
-                    warn!(error = %e, retry_in = ?d, records = batch.len(), "streamers write failed; retrying");
-                    if token.is_cancelled() {
-                        tokio::time::sleep(d).await;
-                    } else {
-                        // Cancellable: a shutdown during a long backoff goes to the final attempts at once.
-                        tokio::select! {
-                            _ = tokio::time::sleep(d) => {}
-                            _ = token.cancelled() => {}
-                        }
+                    warn!(error = %e, retry_in = ?d, records = batch.len(), "streamers write failed; consumption paused, retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(d) => {}
+                        _ = stop.cancelled() => break Err(SinkError::Abandoned),
                     }
                 }
             }
+        };
+        if failing {
+            self.failing.fetch_sub(1, Ordering::Relaxed);
         }
-        let mut max: BTreeMap<i32, i64> = BTreeMap::new();
-        for p in batch.iter() {
-            let e = max.entry(p.partition).or_insert(p.offset);
-            *e = (*e).max(p.offset);
-        }
-        for (partition, offset) in max {
-            if let Err(e) = self.consumer.store_offset(&self.topic, partition, offset) {
-                debug!(error = %e, partition, "cannot store the offset (partition revoked?); records will be redelivered");
-            }
-        }
-        let newest = batch.iter().map(|p| p.rec.observed_at).max().unwrap_or(0);
+        result?;
+        let newest = batch.iter().map(|r| r.observed_at).max().unwrap_or(0);
         METRICS.last_observed_at.set(newest);
         METRICS.batch_size.observe(batch.len() as f64);
         METRICS
@@ -258,8 +147,61 @@ impl Ingestor {
             .inc_by(batch.len() as u64);
         Stats::add(&self.stats.records_written, batch.len() as u64);
         Stats::add(&self.stats.batches, 1);
-        batch.clear();
         Ok(())
+    }
+}
+
+impl Sink<LiveStream> for StreamerSink {
+    fn write<'a>(
+        &'a self,
+        batch: &'a [LiveStream],
+        stop: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(self.write_batch(batch, stop))
+    }
+
+    fn degraded(&self) -> bool {
+        self.failing.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// The consumer's events under streamer-ingestion's metric names.
+pub struct StreamerMetrics {
+    stats: Arc<Stats>,
+}
+
+impl StreamerMetrics {
+    pub fn new(stats: Arc<Stats>) -> Self {
+        Self { stats }
+    }
+}
+
+impl Observer for StreamerMetrics {
+    fn decode_failed(&self, kind: &'static str, _retriable: bool) {
+        METRICS.decode_errors.with_label_values(&[kind]).inc();
+    }
+
+    fn dead_lettered(&self, _kind: &'static str) {
+        METRICS.records.with_label_values(&["dead_lettered"]).inc();
+        Stats::add(&self.stats.dead_lettered, 1);
+    }
+
+    fn dead_letter_retried(&self) {
+        METRICS.dlq_retries.inc();
+    }
+
+    fn paused(&self, paused: bool) {
+        METRICS.paused.set(i64::from(paused));
+        if paused {
+            Stats::add(&self.stats.pauses, 1);
+        }
+    }
+
+    fn committed(&self, ok: bool) {
+        METRICS
+            .commits
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
     }
 }
 

@@ -2,17 +2,20 @@
 //!
 //! Consumer group `streamer-ingestion` on the live-streams topic. Every [`tci_schemas::LiveStream`]
 //! record upserts the `streamers` row of its channel, in batches (flushed on size or linger), and
-//! the offsets are stored only after the write (at-least-once). The writes are idempotent and
+//! the offsets are stored only after the write (at-least-once), on the shared batch consumer of
+//! [`tci_common::consumer`] ([`consume`] supplies decode and write). While Cassandra fails,
+//! consumption is paused (the group membership is kept) and the batch retried; a write Cassandra
+//! refuses for good stops ingestion and `/readyz` says so. The writes are idempotent and
 //! order-independent thanks to write timestamps (see [`timestamps`]): `first_seen` is the
 //! earliest observation ever and never moves; `last_seen_live` is the latest and never goes back,
 //! even when old records are replayed. Records that do not decode go to the dead-letter topic
 //! with the reason; consumption goes on.
 //!
 //! ```text
-//!  live-streams ──► consume.rs (decode, batch) ──► store.rs (2 prepared UPDATEs per channel)
-//!                        │ undecodable                      │ then
-//!                        ▼                                  ▼
-//!                   dead-letter topic               store offsets → auto-commit
+//!  live-streams ──► tci_common::consumer (batch) ──► consume.rs (collapse) ──► store.rs
+//!                      │ consume.rs: decode         (2 prepared UPDATEs per channel) │ then
+//!                      ▼ undecodable                                                 ▼
+//!                 dead-letter topic                                store offsets → auto-commit
 //! ```
 
 pub mod consume;
@@ -26,8 +29,14 @@ use anyhow::Context;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use serde::{Deserialize, Serialize};
 use tci_common::{
-    admin, cassandra, kafka, registry::AvroCodec, registry::RegistryAdmin, CommonConfig, Tasks,
+    admin, cassandra,
+    consumer::{self, BatchConsumer, Mode, Options, ReadinessCheck},
+    kafka,
+    registry::AvroCodec,
+    registry::RegistryAdmin,
+    CommonConfig, Tasks,
 };
+use tci_schemas::LiveStream;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -57,6 +66,16 @@ pub struct IngestConfig {
     /// Time allowed to flush and commit after shutdown was requested.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How long a revocation may wait for the revoked partitions' records to be written.
+    #[serde(with = "humantime_serde")]
+    pub rebalance_drain_timeout: Duration,
+    /// The group consumer's `session.timeout.ms`.
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// The group consumer's `max.poll.interval.ms` (consumption pauses instead of blocking the
+    /// poll during an outage, so an outage longer than this does not cost the membership).
+    #[serde(with = "humantime_serde")]
+    pub max_poll_interval: Duration,
 }
 
 impl Default for IngestConfig {
@@ -67,13 +86,22 @@ impl Default for IngestConfig {
             linger: Duration::from_millis(500),
             write_concurrency: 64,
             shutdown_grace: Duration::from_secs(20),
+            rebalance_drain_timeout: Duration::from_secs(10),
+            session_timeout: Duration::from_secs(30),
+            max_poll_interval: Duration::from_secs(300),
         }
     }
 }
 
+/// The Kafka consumer context of streamer-ingestion.
+pub type IngestContext = consumer::Context<LiveStream>;
+
 /// The service.
 pub struct App {
-    ingestor: Arc<consume::Ingestor>,
+    ingestor: BatchConsumer<consume::StreamerDecoder>,
+    consumer: Arc<StreamConsumer<IngestContext>>,
+    store: Arc<store::StreamerStore>,
+    stats: Arc<Stats>,
     token: CancellationToken,
     readiness: admin::Readiness,
     registry: RegistryAdmin,
@@ -109,12 +137,32 @@ impl App {
         let producer = kafka::producer(&cfg.common.kafka, "streamer-ingestion-dlq", &[])?;
         let dlq =
             kafka::DeadLetter::new(producer, topics.dead_letter.clone(), "streamer-ingestion");
-        let consumer: StreamConsumer = kafka::consumer(
+        let store = Arc::new(store);
+        let stats = Arc::new(Stats::default());
+        let builder = consumer::Builder::new(
+            consumer::Settings {
+                batch_size: cfg.ingest.batch_size,
+                linger: cfg.ingest.linger,
+                // One batch at a time, as before (the writes are order-independent, so more
+                // would be safe; the store bounds the channels written at once).
+                max_in_flight_batches: 1,
+                rebalance_drain_timeout: cfg.ingest.rebalance_drain_timeout,
+                shutdown_grace: cfg.ingest.shutdown_grace,
+            },
+            Arc::new(consume::StreamerSink::new(store.clone(), stats.clone())),
+            Arc::new(consume::StreamerMetrics::new(stats.clone())),
+        );
+        let session_ms = cfg.ingest.session_timeout.as_millis().to_string();
+        let poll_ms = cfg.ingest.max_poll_interval.as_millis().to_string();
+        let consumer: StreamConsumer<IngestContext> = kafka::consumer(
             &cfg.common.kafka,
             &cfg.ingest.group_id,
             "streamer-ingestion",
-            rdkafka::consumer::DefaultConsumerContext,
-            &[],
+            builder.context(),
+            &[
+                ("session.timeout.ms", &session_ms),
+                ("max.poll.interval.ms", &poll_ms),
+            ],
         )?;
         consumer
             .subscribe(&[&topics.live_streams])
@@ -122,26 +170,35 @@ impl App {
         let (admin_addr, admin) =
             admin::serve(&cfg.common.admin.addr, readiness.clone(), token.clone()).await?;
         info!(%admin_addr, group = %cfg.ingest.group_id, topic = %topics.live_streams, "streamer-ingestion built");
-        let ingestor = Arc::new(consume::Ingestor {
-            consumer: Arc::new(consumer),
-            codec,
-            dlq,
-            store: Arc::new(store),
-            topic: topics.live_streams.clone(),
-            settings: consume::BatchSettings {
-                batch_size: cfg.ingest.batch_size,
-                linger: cfg.ingest.linger,
+        let consumer = Arc::new(consumer);
+        // The consumer is the only writer of the "ingest" check (the outcome of its writes);
+        // "cassandra", "kafka" and "registry" are the watchers'.
+        readiness.set("ingest", true, "writes succeed");
+        let ingestor = builder.build(
+            consumer.clone(),
+            consume::StreamerDecoder::new(codec),
+            Options {
+                dlq,
+                mode: Mode::Live,
+                token: token.clone(),
+                readiness: Some(ReadinessCheck {
+                    readiness: readiness.clone(),
+                    name: "ingest",
+                }),
             },
-            stats: Arc::new(Stats::default()),
-        });
+        );
         Ok(Self {
             ingestor,
+            consumer,
+            store,
+            stats,
             token,
             readiness,
             registry,
             admin_addr,
             admin,
-            grace: cfg.ingest.shutdown_grace,
+            // The consumer's own grace for its last flushes, then time to commit and close.
+            grace: cfg.ingest.shutdown_grace + Duration::from_secs(10),
         })
     }
 
@@ -152,13 +209,16 @@ impl App {
 
     /// Per-instance counters.
     pub fn stats(&self) -> Arc<Stats> {
-        self.ingestor.stats.clone()
+        self.stats.clone()
     }
 
     /// Runs until the token is cancelled, then flushes, commits and returns.
     pub async fn run(self) -> anyhow::Result<()> {
         let Self {
             ingestor,
+            consumer,
+            store,
+            stats: _,
             token,
             readiness,
             registry,
@@ -168,10 +228,8 @@ impl App {
         } = self;
         let mut tasks = Tasks::new(token.clone());
         tasks.spawn("admin", admin);
-        let (i, t) = (ingestor.clone(), token.clone());
-        tasks.spawn("ingest", async move { i.run(t).await });
+        tasks.spawn("ingest", async move { ingestor.run().await.map(drop) });
         let every = Duration::from_secs(10);
-        let i = ingestor.clone();
         tasks.spawn(
             "watch-cassandra",
             admin::watch(
@@ -180,9 +238,9 @@ impl App {
                 every,
                 token.clone(),
                 move || {
-                    let i = i.clone();
+                    let store = store.clone();
                     async move {
-                        if cassandra::reachable(i.store.session()).await {
+                        if cassandra::reachable(store.session()).await {
                             Ok("answered".to_string())
                         } else {
                             Err("no answer".to_string())
@@ -191,7 +249,6 @@ impl App {
                 },
             ),
         );
-        let consumer = ingestor.consumer.clone();
         tasks.spawn(
             "watch-kafka",
             admin::watch(

@@ -15,6 +15,8 @@ pub(crate) struct Metrics {
     pub write_retries: IntCounter,
     pub dlq_retries: IntCounter,
     pub last_observed_at: IntGauge,
+    pub paused: IntGauge,
+    pub commits: IntCounterVec,
 }
 
 pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
@@ -54,6 +56,15 @@ pub(crate) static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         "tci_streamer_ingestion_last_observed_at_ms",
         "observed_at of the newest record written (ms since the epoch).",
     ),
+    paused: telemetry::gauge(
+        "tci_streamer_ingestion_paused",
+        "1 while consumption is paused because Cassandra writes or the registry are failing.",
+    ),
+    commits: telemetry::counter_vec(
+        "tci_streamer_ingestion_offset_commits_total",
+        "Offset commits, by result (ok, error).",
+        &["result"],
+    ),
 });
 
 /// What one ingestion instance did.
@@ -63,6 +74,8 @@ pub struct Stats {
     pub dead_lettered: AtomicU64,
     pub batches: AtomicU64,
     pub write_retries: AtomicU64,
+    /// Times consumption was paused (store or registry failing).
+    pub pauses: AtomicU64,
 }
 
 impl Stats {

@@ -10,6 +10,7 @@ use futures::{stream, StreamExt, TryStreamExt};
 use scylla::{
     client::session::Session, statement::prepared::PreparedStatement, value::CqlTimestamp,
 };
+use tci_common::cassandra::{classify, Failure};
 use tci_schemas::LiveStream;
 
 use crate::metrics::METRICS;
@@ -52,7 +53,8 @@ pub fn collapse(records: impl IntoIterator<Item = LiveStream>) -> Vec<Collapsed>
     v
 }
 
-/// A write that failed (retried by the caller; nothing is acknowledged to Kafka meanwhile).
+/// A write that failed; nothing of it is acknowledged to Kafka. [`StoreError::failure`] says
+/// whether the caller retries it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("preparing {what}: {source}")]
@@ -65,6 +67,16 @@ pub enum StoreError {
         broadcaster_id: i64,
         source: scylla::errors::ExecutionError,
     },
+}
+
+impl StoreError {
+    /// Whether retrying can help ([`tci_common::cassandra::classify`]).
+    pub fn failure(&self) -> Failure {
+        match self {
+            StoreError::Prepare { .. } => Failure::Transient,
+            StoreError::Write { source, .. } => classify(source),
+        }
+    }
 }
 
 /// Prepared writes of the `streamers` table.

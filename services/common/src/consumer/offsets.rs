@@ -1,7 +1,7 @@
 //! Per-partition contiguous watermarks.
 //!
 //! Records of one Kafka partition are read in order but complete (are written, dead-lettered or
-//! skipped) out of order: batches of different Cassandra partitions finish whenever Cassandra
+//! skipped) out of order: several batches are written at once and finish whenever the store
 //! answers. The offset that may be stored for a Kafka partition is the lowest offset still
 //! outstanding (or one past the highest seen when none is outstanding): storing it says "every
 //! record before it is durable", which is the at-least-once contract.

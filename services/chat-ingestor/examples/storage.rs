@@ -16,11 +16,15 @@
 //! table and in all, and that as a share of the message JSON (what the original service
 //! stored per message).
 
+#[path = "support/synth.rs"]
+mod synth;
+
 use std::{process::Command, sync::Arc};
 
 use anyhow::{bail, Context as _};
-use chat_ingestor::{bench::synth, decode::Record, writer};
+use chat_ingestor::{decode::Record, writer};
 use futures::TryStreamExt;
+use synth::synth;
 use tci_common::cassandra;
 use tokio_util::sync::CancellationToken;
 

@@ -13,7 +13,6 @@
 //!   without touching the live consumer group.
 
 pub mod backfill;
-pub mod bench;
 pub mod decode;
 pub mod metrics;
 pub mod pipeline;

@@ -35,18 +35,6 @@ enum Command {
         #[arg(long)]
         broadcaster_id: Option<i64>,
     },
-    /// Benchmark: produce N records, compare the ingestor with a raw CQL writer.
-    #[command(hide = true)]
-    Bench {
-        #[arg(long, default_value_t = 1_200_000)]
-        count: u64,
-        #[arg(long, default_value_t = 200)]
-        channels: u64,
-        #[arg(long, default_value_t = 5_000)]
-        live_rate: u64,
-        #[arg(long, default_value_t = 20)]
-        live_secs: u64,
-    },
 }
 
 #[tokio::main]
@@ -77,11 +65,5 @@ async fn main() -> anyhow::Result<()> {
             println!("{summary}");
             Ok(())
         }
-        Command::Bench {
-            count,
-            channels,
-            live_rate,
-            live_secs,
-        } => chat_ingestor::bench::run(cfg, count, channels, live_rate, live_secs).await,
     }
 }

@@ -5,6 +5,8 @@
 #   dev/nodetool.sh tablestats -F json tci
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=stack/ports.env
+. "$ROOT/dev/stack/ports.env"
 CP_FILE="${TCI_STACK_DIR:-$ROOT/.stack}/lib/cassandra.classpath"
 [ -s "$CP_FILE" ] || "$ROOT/dev/stack.sh" fetch
 LOGBACK="$(mktemp --suffix=.xml)"; trap 'rm -f "$LOGBACK"' EXIT
@@ -15,4 +17,4 @@ XML
 exec java -Xmx256m -Dlogback.configurationFile="$LOGBACK" -Dcassandra.logdir="${TMPDIR:-/tmp}" \
   --add-exports java.base/sun.nio.ch=ALL-UNNAMED --add-opens java.base/sun.nio.ch=ALL-UNNAMED \
   --add-exports java.base/jdk.internal.misc=ALL-UNNAMED --add-exports java.base/jdk.internal.ref=ALL-UNNAMED \
-  -cp "$(cat "$CP_FILE")" org.apache.cassandra.tools.NodeTool -h 127.0.0.1 -p "${TCI_CASSANDRA_JMX_PORT:-7199}" "$@"
+  -cp "$(cat "$CP_FILE")" org.apache.cassandra.tools.NodeTool -h 127.0.0.1 -p "${TCI_CASSANDRA_JMX_PORT:-$CASSANDRA_JMX_PORT}" "$@"

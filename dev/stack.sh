@@ -20,16 +20,20 @@ DATA="$STACK_DIR/data"
 LOGS="$STACK_DIR/logs"
 RUN="$STACK_DIR/run"
 
-KAFKA_PORT=9092
-KAFKA_CONTROLLER_PORT=9093
-CASSANDRA_PORT=9042
-CASSANDRA_STORAGE_PORT=7000
-REGISTRY_PORT=${TCI_REGISTRY_PORT:-8081}
+# shellcheck source=stack/ports.env
+. "$HERE/ports.env"
+REGISTRY_PORT=${TCI_REGISTRY_PORT:-$REGISTRY_PORT}
 
 APICURIO_VERSION=3.3.3
 ALL=(kafka cassandra registry)
 
 say() { printf '[stack] %s\n' "$*" >&2; }
+
+# A configuration template with its @DATA@ and port placeholders filled in.
+fill() {
+  sed -e "s|@DATA@|$DATA|g" -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" -e "s|@KAFKA_CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
+    -e "s|@CASSANDRA_PORT@|$CASSANDRA_PORT|g" -e "s|@CASSANDRA_STORAGE_PORT@|$CASSANDRA_STORAGE_PORT|g" "$1"
+}
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
 
 need_java() {
@@ -129,7 +133,7 @@ start_kafka() {
   check_port_free kafka $KAFKA_PORT; check_port_free kafka-controller $KAFKA_CONTROLLER_PORT
   local cp conf="$RUN/kafka-server.properties"
   cp=$(cat "$(classpath_file kafka)")
-  sed "s|@DATA@|$DATA|g" "$HERE/conf/kafka-server.properties" >"$conf"
+  fill "$HERE/conf/kafka-server.properties" >"$conf"
   local jvm=(java -Xms512m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
              -Dlog4j2.configurationFile="$HERE/conf/kafka-log4j2.properties" -cp "$cp")
   if [ ! -f "$DATA/kafka/meta.properties" ]; then
@@ -187,14 +191,14 @@ start_cassandra() {
   local cp conf="$RUN/cassandra.yaml"
   cp=$(cat "$(classpath_file cassandra)")
   mkdir -p "$DATA/cassandra"
-  sed "s|@DATA@|$DATA|g" "$HERE/conf/cassandra.yaml" >"$conf"
+  fill "$HERE/conf/cassandra.yaml" >"$conf"
   launch cassandra java -Xms2g -Xmx2g -Xss512k -XX:+UseG1GC -XX:MaxGCPauseMillis=200 \
     -XX:+HeapDumpOnOutOfMemoryError -XX:HeapDumpPath="$DATA/cassandra" \
     "${CASSANDRA_JVM17[@]}" \
     -Dcassandra.config="file://$conf" -Dcassandra-foreground=yes -Dcassandra.storagedir="$DATA/cassandra" \
     -Dcassandra.logdir="$LOGS" -Dlogback.configurationFile="$HERE/conf/cassandra-logback.xml" \
     -Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.ring_delay_ms=100 \
-    -Dcassandra.initial_token=0 -Dcassandra.jmx.local.port=7199 -Dcom.sun.management.jmxremote.authenticate=false \
+    -Dcassandra.initial_token=0 -Dcassandra.jmx.local.port=$CASSANDRA_JMX_PORT -Dcom.sun.management.jmxremote.authenticate=false \
     -Dcassandra.max_queued_native_transport_requests=4096 -Djava.net.preferIPv4Stack=true \
     -cp "$cp" org.apache.cassandra.service.CassandraDaemon
   wait_until cassandra 180 cassandra_ready

@@ -25,8 +25,10 @@ BIN=$CARGO_TARGET_DIR/release
 VENV=${BENCH_VENV:-$HOME/.cache/tci/bench-venv}
 STACK="$ROOT/dev/stack.sh"
 KT="$ROOT/dev/kafka-tool.sh"
-REGISTRY=${TCI__REGISTRY__URL:-http://127.0.0.1:8081/apis/ccompat/v7}
-BROKERS=${TCI__KAFKA__BROKERS:-127.0.0.1:9092}
+# shellcheck source=../../dev/stack/ports.env
+. "$ROOT/dev/stack/ports.env"
+REGISTRY=${TCI__REGISTRY__URL:-http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7}
+BROKERS=${TCI__KAFKA__BROKERS:-127.0.0.1:$KAFKA_PORT}
 
 say() { printf '[bench-system] %s\n' "$*" >&2; }
 

@@ -184,6 +184,31 @@ impl Default for TopicNames {
 mod tests {
     use super::*;
 
+    /// The built-in defaults point at the local stack, whose ports are defined once, in
+    /// dev/stack/ports.env.
+    #[test]
+    fn defaults_match_the_local_stack_ports() {
+        let env = include_str!("../../../dev/stack/ports.env");
+        let port = |name: &str| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("{name} missing from dev/stack/ports.env"))
+                .trim()
+                .to_string()
+        };
+        assert_eq!(
+            KafkaConfig::default().brokers,
+            format!("127.0.0.1:{}", port("KAFKA_PORT"))
+        );
+        assert_eq!(
+            CassandraConfig::default().nodes,
+            vec![format!("127.0.0.1:{}", port("CASSANDRA_PORT"))]
+        );
+        assert!(RegistryConfig::default()
+            .url
+            .starts_with(&format!("http://127.0.0.1:{}/", port("REGISTRY_PORT"))));
+    }
+
     #[derive(Debug, Serialize, Deserialize, Default)]
     #[serde(default)]
     struct Svc {

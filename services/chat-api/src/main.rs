@@ -19,8 +19,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let cfg: chat_api::Config =
-        config::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    let cfg: chat_api::Config = config::load(cli.config.as_deref())?;
     telemetry::init(&cfg.common.log);
     let shutdown = Shutdown::with_signals();
     let app = chat_api::App::build(cfg, shutdown.token())

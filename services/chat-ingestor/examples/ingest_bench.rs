@@ -56,7 +56,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let cfg: Config = config::load(None).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    let cfg: Config = config::load(None)?;
     telemetry::init(&cfg.common.log);
     run(
         cfg,

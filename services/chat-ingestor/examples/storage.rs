@@ -53,8 +53,7 @@ fn nodetool(args: &[&str]) -> anyhow::Result<String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut cfg: chat_ingestor::Config =
-        tci_common::config::load(None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut cfg: chat_ingestor::Config = tci_common::config::load(None)?;
     let (keyspace, generate) = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["--keyspace", ks] => (ks.to_string(), None),
         ["--generate", n] => (

@@ -40,8 +40,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let cfg: Config =
-        config::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    let cfg: Config = config::load(cli.config.as_deref())?;
     telemetry::init(&cfg.common.log);
     let shutdown = Shutdown::with_signals();
     match cli.command.unwrap_or(Command::Run) {

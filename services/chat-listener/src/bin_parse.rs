@@ -61,16 +61,16 @@ pub fn parse_lines_with(
     while let Some(total_len) = read_line_bounded(&mut input, &mut buf, MAX_LINE_LEN + 1)? {
         summary.lines += 1;
         let described = if total_len > buf.len() {
-            Err(error_json(
+            Err(ErrorJson(error_json(
                 summary.lines,
                 None,
                 &ParseError::LineTooLong { len: total_len },
-            ))
+            )))
         } else {
             let line = buf.strip_suffix(b"\r").unwrap_or(&buf);
             describe_line(summary.lines, line, &mut rooms, now_ms())
         };
-        let json = described.unwrap_or_else(|error_object| {
+        let json = described.unwrap_or_else(|ErrorJson(error_object)| {
             summary.errors += 1;
             error_object
         });
@@ -81,15 +81,17 @@ pub fn parse_lines_with(
     Ok(summary)
 }
 
-/// The JSON object (without newline) describing input line number `n`; `Err` holds the error
-/// object.
+/// The JSON error object (without newline) describing why an input line was refused.
+struct ErrorJson(String);
+
+/// The JSON object (without newline) describing input line number `n`, or its error object.
 fn describe_line(
     n: u64,
     line: &[u8],
     rooms: &mut RoomStates,
     received_at_ms: i64,
-) -> Result<String, String> {
-    let msg = irc::parse_bytes(line).map_err(|e| error_json(n, None, &e))?;
+) -> Result<String, ErrorJson> {
+    let msg = irc::parse_bytes(line).map_err(|e| ErrorJson(error_json(n, None, &e)))?;
     let mut derived = Derived::default();
     Ok(
         match record::process(&msg, rooms, received_at_ms, &mut derived) {
@@ -97,7 +99,7 @@ fn describe_line(
             Ok(Record::RoomState(room)) => roomstate_json(&room),
             Ok(Record::Moderation(event)) => generic_json(&msg, Some((&event, derived))),
             Ok(Record::Other) => generic_json(&msg, None),
-            Err(e) => return Err(error_json(n, Some(msg.command()), &e)),
+            Err(e) => return Err(ErrorJson(error_json(n, Some(msg.command()), &e))),
         },
     )
 }

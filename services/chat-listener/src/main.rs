@@ -55,8 +55,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run => {
-            let cfg: chat_listener::Config =
-                config::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let cfg: chat_listener::Config = config::load(cli.config.as_deref())?;
             telemetry::init(&cfg.common.log);
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {

@@ -77,7 +77,7 @@ impl Dedupe {
 
 type Delivery = std::pin::Pin<
     Box<
-        dyn std::future::Future<Output = (Result<(), String>, std::time::Instant, &'static str)>
+        dyn std::future::Future<Output = (Result<(), KafkaError>, std::time::Instant, &'static str)>
             + Send,
     >,
 >;
@@ -139,8 +139,9 @@ pub async fn run(
                             in_flight.push(Box::pin(async move {
                                 let r = match fut.await {
                                     Ok(Ok(_)) => Ok(()),
-                                    Ok(Err((e, _))) => Err(e.to_string()),
-                                    Err(_) => Err("producer dropped the delivery".to_string()),
+                                    Ok(Err((e, _))) => Err(e),
+                                    // The producer dropped the delivery (it is shutting down).
+                                    Err(_) => Err(KafkaError::Canceled),
                                 };
                                 (r, read_at, kind)
                             }));
@@ -168,7 +169,7 @@ pub async fn run(
     Ok(())
 }
 
-fn settle((res, read_at, kind): (Result<(), String>, std::time::Instant, &'static str)) {
+fn settle((res, read_at, kind): (Result<(), KafkaError>, std::time::Instant, &'static str)) {
     match res {
         Ok(()) => {
             M.published.with_label_values(&[kind]).inc();

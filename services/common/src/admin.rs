@@ -70,7 +70,7 @@ pub async fn watch<F, Fut>(
 ) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<String, String>>,
+    Fut: std::future::Future<Output = anyhow::Result<String>>,
 {
     loop {
         match check().await {
@@ -82,9 +82,9 @@ where
                     .map(|m| m.get(dep).is_none_or(|c| c.ok))
                     .unwrap_or(true)
                 {
-                    tracing::warn!(dependency = dep, error = %why, "dependency not reachable; /readyz reports it");
+                    tracing::warn!(dependency = dep, error = %format!("{why:#}"), "dependency not reachable; /readyz reports it");
                 }
-                readiness.set(dep, false, why);
+                readiness.set(dep, false, format!("{why:#}"));
             }
         }
         tokio::select! {
@@ -162,7 +162,7 @@ mod tests {
                     if n == 1 {
                         Ok("up".to_string())
                     } else {
-                        Err("down".to_string())
+                        Err(anyhow::anyhow!("down"))
                     }
                 }
             },

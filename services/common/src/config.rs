@@ -13,8 +13,18 @@ use figment::{
 use secrecy::SecretString;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-/// Loads a service's configuration `T` from its defaults, an optional file and the environment.
-pub fn load<T>(file: Option<&Path>) -> Result<T, Box<figment::Error>>
+/// A configuration that cannot be loaded: which source was wrong and why. Every service's `main`
+/// reports it the same way (`Error: configuration: ...`, exit code 1).
+#[derive(Debug, thiserror::Error)]
+#[error("configuration ({sources}): {error}")]
+pub struct ConfigError {
+    sources: String,
+    error: Box<figment::Error>,
+}
+
+/// Loads a service's configuration `T` from its defaults, an optional file (`file`, else
+/// `$TCI_CONFIG`) and the environment (`TCI__SECTION__KEY`).
+pub fn load<T>(file: Option<&Path>) -> Result<T, ConfigError>
 where
     T: Serialize + DeserializeOwned + Default,
 {
@@ -22,18 +32,28 @@ where
     let file = file
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("TCI_CONFIG").map(Into::into));
+    let sources = match &file {
+        Some(p) => format!("defaults, file {}, TCI__* variables", p.display()),
+        None => "defaults, TCI__* variables; no file".to_string(),
+    };
     if let Some(path) = file {
         if !path.exists() {
-            return Err(Box::new(figment::Error::from(format!(
-                "config file {} does not exist",
-                path.display()
-            ))));
+            return Err(ConfigError {
+                sources,
+                error: Box::new(figment::Error::from(format!(
+                    "config file {} does not exist",
+                    path.display()
+                ))),
+            });
         }
         fig = fig.merge(Toml::file(path));
     }
     fig.merge(Env::prefixed("TCI__").split("__").lowercase(true))
         .extract()
-        .map_err(Box::new)
+        .map_err(|e| ConfigError {
+            sources,
+            error: Box::new(e),
+        })
 }
 
 /// The sections every service shares. Services embed it with `#[serde(flatten)]`.

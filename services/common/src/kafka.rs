@@ -287,15 +287,13 @@ impl DeadLetter {
 /// off the async threads (librdkafka's call blocks).
 pub async fn probe<C: ConsumerContext + 'static>(
     consumer: std::sync::Arc<StreamConsumer<C>>,
-) -> Result<String, String> {
-    tokio::task::spawn_blocking(move || {
-        consumer
-            .fetch_metadata(None, Duration::from_secs(3))
-            .map(|md| format!("{} broker(s)", md.brokers().len()))
-            .map_err(|e| format!("metadata fetch failed: {e}"))
-    })
-    .await
-    .unwrap_or_else(|e| Err(format!("probe task failed: {e}")))
+) -> anyhow::Result<String> {
+    let md =
+        tokio::task::spawn_blocking(move || consumer.fetch_metadata(None, Duration::from_secs(3)))
+            .await
+            .map_err(|e| anyhow::anyhow!("probe task failed: {e}"))?
+            .map_err(|e| anyhow::anyhow!("metadata fetch failed: {e}"))?;
+    Ok(format!("{} broker(s)", md.brokers().len()))
 }
 
 #[cfg(test)]

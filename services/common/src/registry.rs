@@ -338,11 +338,8 @@ impl RegistryAdmin {
     }
 
     /// A `/readyz` check for [`crate::admin::watch`].
-    pub async fn probe(&self) -> Result<String, String> {
-        self.subjects()
-            .await
-            .map(|s| format!("{} subject(s)", s.len()))
-            .map_err(|e| e.to_string())
+    pub async fn probe(&self) -> anyhow::Result<String> {
+        Ok(format!("{} subject(s)", self.subjects().await?.len()))
     }
 
     /// `GET /subjects`.

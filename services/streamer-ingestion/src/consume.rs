@@ -30,15 +30,20 @@ use crate::metrics::{Stats, METRICS};
 use crate::store::{collapse, StreamerStore};
 use crate::timestamps;
 
+/// A live-stream record Avro accepted but the table cannot take.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(String);
+
 /// Checks what Avro cannot: a usable key and time.
-pub fn validate(r: &LiveStream) -> Result<(), String> {
+pub fn validate(r: &LiveStream) -> Result<(), Invalid> {
     if r.broadcaster_id <= 0 {
-        return Err(format!(
+        return Err(Invalid(format!(
             "broadcaster_id {} is not a Twitch user id",
             r.broadcaster_id
-        ));
+        )));
     }
-    timestamps::last_seen_write_ts(r.observed_at).map_err(|e| e.to_string())?;
+    timestamps::last_seen_write_ts(r.observed_at).map_err(|e| Invalid(e.to_string()))?;
     Ok(())
 }
 
@@ -62,12 +67,10 @@ impl Decoder for StreamerDecoder {
         payload: Option<&[u8]>,
     ) -> Result<LiveStream, DecodeFailure> {
         match self.codec.decode::<LiveStream>(payload).await {
-            Ok(r) => validate(&r)
-                .map(|()| r)
-                .map_err(|reason| DecodeFailure::Poison {
-                    kind: "invalid",
-                    reason,
-                }),
+            Ok(r) => validate(&r).map(|()| r).map_err(|e| DecodeFailure::Poison {
+                kind: "invalid",
+                reason: e.to_string(),
+            }),
             Err(e) if e.is_retriable() => Err(DecodeFailure::Retriable {
                 kind: e.kind(),
                 reason: e.to_string(),
@@ -222,12 +225,14 @@ mod tests {
             ..ok.clone()
         })
         .expect_err("bad id")
+        .to_string()
         .contains("broadcaster_id"));
         assert!(validate(&LiveStream {
             observed_at: 0,
             ..ok
         })
         .expect_err("bad time")
+        .to_string()
         .contains("observed_at"));
     }
 }

@@ -243,7 +243,7 @@ impl App {
                         if cassandra::reachable(store.session()).await {
                             Ok("answered".to_string())
                         } else {
-                            Err("no answer".to_string())
+                            Err(anyhow::anyhow!("no answer"))
                         }
                     }
                 },

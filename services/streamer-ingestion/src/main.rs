@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Parser;
 use tci_common::{config, telemetry, Shutdown};
 
@@ -18,8 +17,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let cfg: streamer_ingestion::Config =
-        config::load(cli.config.as_deref()).context("loading configuration")?;
+    let cfg: streamer_ingestion::Config = config::load(cli.config.as_deref())?;
     telemetry::init(&cfg.common.log);
     let shutdown = Shutdown::with_signals();
     let app = streamer_ingestion::App::build(cfg, shutdown.token()).await?;

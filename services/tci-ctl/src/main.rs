@@ -72,7 +72,7 @@ struct CtlConfig {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let cfg: CtlConfig = config::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cfg: CtlConfig = config::load(cli.config.as_deref())?;
     telemetry::init(&cfg.common.log);
     let c = &cfg.common;
     match cli.cmd {

@@ -38,7 +38,11 @@ struct StreamsQuery {
     languages: HashSet<String>,
 }
 
-fn parse_query(q: &[(String, String)]) -> Result<StreamsQuery, String> {
+/// A Helix 400 message: which parameter was malformed.
+#[derive(Debug)]
+struct BadRequest(String);
+
+fn parse_query(q: &[(String, String)]) -> Result<StreamsQuery, BadRequest> {
     let mut out = StreamsQuery {
         first: 20,
         ..Default::default()
@@ -48,14 +52,14 @@ fn parse_query(q: &[(String, String)]) -> Result<StreamsQuery, String> {
             "first" => {
                 out.first = match v.parse::<usize>() {
                     Ok(n) if (1..=100).contains(&n) => n,
-                    _ => return Err(format!("The parameter \"first\" was malformed: the value must be between 1 and 100, got {v:?}")),
+                    _ => return Err(BadRequest(format!("The parameter \"first\" was malformed: the value must be between 1 and 100, got {v:?}"))),
                 }
             }
             "after" => {
-                out.offset = decode_cursor(v).ok_or_else(|| "Invalid cursor".to_string())?;
+                out.offset = decode_cursor(v).ok_or_else(|| BadRequest("Invalid cursor".to_string()))?;
             }
             "type" if v != "live" && v != "all" => {
-                return Err(format!("The parameter \"type\" was malformed: {v:?}"));
+                return Err(BadRequest(format!("The parameter \"type\" was malformed: {v:?}")));
             }
             "user_id" => {
                 out.user_ids.insert(v.clone());
@@ -76,7 +80,9 @@ fn parse_query(q: &[(String, String)]) -> Result<StreamsQuery, String> {
         || out.games.len() > 100
         || out.languages.len() > 100
     {
-        return Err("Too many filter values; the maximum is 100".into());
+        return Err(BadRequest(
+            "Too many filter values; the maximum is 100".into(),
+        ));
     }
     Ok(out)
 }
@@ -136,7 +142,9 @@ pub(crate) fn streams(
     }
     let q = match parse_query(query) {
         Ok(q) => q,
-        Err(m) => return with_rate(error_body(StatusCode::BAD_REQUEST, &m), Some(rate)),
+        Err(BadRequest(m)) => {
+            return with_rate(error_body(StatusCode::BAD_REQUEST, &m), Some(rate))
+        }
     };
     let snap = shared.world.snapshot();
     let users = !q.user_ids.is_empty() || !q.logins.is_empty();

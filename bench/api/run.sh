@@ -14,7 +14,12 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 DURATION=${DURATION:-20}
 CONCURRENCY=${CONCURRENCY:-8}
-command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2; exit 1; }
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk (Debian package) ..." >&2
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk; } >&2 \
+    || { echo "wrk is required and could not be installed (apt-get install wrk)" >&2; exit 1; }
+fi
 
 build
 seed

@@ -2,7 +2,7 @@
 //! migrated by `schemas/cql`, and what the write plan stores is what the reads return — the
 //! deletion rule included (a message deleted hours after it was sent is marked in its bucket).
 
-use chat_store::{bucket_of, cql, cql::Body, plan, ReadStatements, Record, Write, WriteStatements};
+use chat_store::{bucket_of, cql, cql::Body, plan, ReadStatements, Record, WriteStatements};
 use integration_tests::TestEnv;
 use scylla::response::PagingState;
 use tci_schemas::{ChatMessage, ModerationEvent, ModerationKind, User};
@@ -72,19 +72,8 @@ async fn planned_writes_read_back_and_late_deletions_are_found() -> anyhow::Resu
         Record::Moderation(Box::new(deletion)),
     ];
     let p = plan(&records, 50);
-    let rows = p.rows.as_slice();
-    let all: Vec<Write<'_>> = p
-        .chat_groups
-        .iter()
-        .map(|g| Write::Chat(g, rows))
-        .chain(p.user_groups.iter().map(|g| Write::User(g, rows)))
-        .chain(p.buckets.iter().map(|b| Write::Bucket(*b)))
-        .chain(p.user_buckets.iter().map(|b| Write::UserBucket(*b)))
-        .chain(p.moderation.iter().map(Write::Moderation))
-        .chain(p.deletions.iter().map(Write::Deletion))
-        .collect();
-    for w in &all {
-        writes.execute(&session, w).await?;
+    for w in p.writes() {
+        writes.execute(&session, &w).await?;
     }
 
     let bucket = bucket_of(sent);

@@ -112,17 +112,7 @@ async fn main() -> anyhow::Result<()> {
         records.push(Record::Chat(Box::new(m)));
         if records.len() >= 1000 || n + 1 == total {
             let p = plan(&records, max_rows);
-            let rows = p.rows.as_slice();
-            let all: Vec<Write<'_>> = p
-                .chat_groups
-                .iter()
-                .map(|g| Write::Chat(g, rows))
-                .chain(p.user_groups.iter().map(|g| Write::User(g, rows)))
-                .chain(p.buckets.iter().map(|b| Write::Bucket(*b)))
-                .chain(p.user_buckets.iter().map(|b| Write::UserBucket(*b)))
-                .chain(p.moderation.iter().map(Write::Moderation))
-                .chain(p.deletions.iter().map(Write::Deletion))
-                .collect();
+            let all: Vec<Write<'_>> = p.writes().collect();
             stream::iter(all.iter().map(|w| writes.execute(&s, w)))
                 .buffer_unordered(args.concurrency)
                 .try_collect::<Vec<()>>()

@@ -125,26 +125,16 @@ impl Writer {
                 .filter(|b| !known.contains(b))
                 .collect()
         };
-        let mut ops = FuturesUnordered::new();
-        let rows = plan.rows.as_slice();
-        for g in &plan.chat_groups {
-            ops.push(self.retrying(stop, Write::Chat(g, rows)));
-        }
-        for g in &plan.user_groups {
-            ops.push(self.retrying(stop, Write::User(g, rows)));
-        }
-        for b in &buckets {
-            ops.push(self.retrying(stop, Write::Bucket(*b)));
-        }
-        for b in &user_buckets {
-            ops.push(self.retrying(stop, Write::UserBucket(*b)));
-        }
-        for m in &plan.moderation {
-            ops.push(self.retrying(stop, Write::Moderation(m)));
-        }
-        for d in &plan.deletions {
-            ops.push(self.retrying(stop, Write::Deletion(d)));
-        }
+        // Bucket-index rows this process already wrote are left out.
+        let mut ops: FuturesUnordered<_> = plan
+            .writes()
+            .filter(|w| match w {
+                Write::Bucket(b) => buckets.contains(b),
+                Write::UserBucket(b) => user_buckets.contains(b),
+                _ => true,
+            })
+            .map(|w| self.retrying(stop, w))
+            .collect();
         let mut result = Ok(());
         while let Some(r) = ops.next().await {
             match r {

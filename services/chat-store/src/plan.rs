@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 
 use tci_schemas::{ChatMessage, ModerationEvent, ModerationKind};
 
-use crate::bucket::{bucket_of, deletion_buckets};
+use crate::{
+    bucket::{bucket_of, deletion_buckets},
+    statements::Write,
+};
 
 /// A decoded record of the chat or moderation topic.
 #[derive(Debug, Clone)]
@@ -91,6 +94,22 @@ pub struct Plan {
     /// Chat rows' sent timestamps (for the end-to-end lag histogram).
     pub chat_count: usize,
     pub moderation_count: usize,
+}
+
+impl Plan {
+    /// Every write of the plan, each executed on its own by
+    /// [`crate::WriteStatements::execute`]: chat and by-user partitions, the bucket-index rows,
+    /// moderation events, deletion marks. A writer that remembers the bucket rows it already
+    /// wrote may leave those out.
+    pub fn writes(&self) -> impl Iterator<Item = Write<'_>> {
+        let rows = self.rows.as_slice();
+        (self.chat_groups.iter().map(move |g| Write::Chat(g, rows)))
+            .chain(self.user_groups.iter().map(move |g| Write::User(g, rows)))
+            .chain(self.buckets.iter().map(|b| Write::Bucket(*b)))
+            .chain(self.user_buckets.iter().map(|b| Write::UserBucket(*b)))
+            .chain(self.moderation.iter().map(Write::Moderation))
+            .chain(self.deletions.iter().map(Write::Deletion))
+    }
 }
 
 /// Builds the plan of a flush. Pure.

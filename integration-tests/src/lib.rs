@@ -49,6 +49,7 @@ impl TestEnv {
         cfg.topics.chat = format!("it.{id}.chat");
         cfg.topics.moderation = format!("it.{id}.moderation");
         cfg.topics.dead_letter = format!("it.{id}.dlq");
+        cfg.topics.optouts = format!("it.{id}.optouts");
         cfg.cassandra.keyspace = format!("it_{}", id.to_ascii_lowercase());
         cfg.cassandra.consistency = "one".into();
         Self { cfg, id }
@@ -115,7 +116,13 @@ impl Drop for TestEnv {
                 .build()?;
             rt.block_on(async {
                 let t = &cfg.topics;
-                let topics = [&t.live_streams, &t.chat, &t.moderation, &t.dead_letter];
+                let topics = [
+                    &t.live_streams,
+                    &t.chat,
+                    &t.moderation,
+                    &t.dead_letter,
+                    &t.optouts,
+                ];
                 let topics: Vec<&str> = topics.iter().map(|s| s.as_str()).collect();
                 let kafka = tokio::time::timeout(
                     Duration::from_secs(30),

@@ -10,10 +10,12 @@
 //! non-ASCII escaped as `\uXXXX`).
 
 mod json;
+mod optout;
 
 use serde::{Deserialize, Serialize};
 
 pub use json::PyJson;
+pub use optout::{OptOut, OptOutScope, OptOutSet, OptOutSource, OptOutState};
 
 /// Avro schema of [`ChatMessage`].
 pub const CHAT_MESSAGE_AVSC: &str = include_str!("../avro/chat_message.avsc");
@@ -21,6 +23,8 @@ pub const CHAT_MESSAGE_AVSC: &str = include_str!("../avro/chat_message.avsc");
 pub const LIVE_STREAM_AVSC: &str = include_str!("../avro/live_stream.avsc");
 /// Avro schema of [`ModerationEvent`].
 pub const MODERATION_EVENT_AVSC: &str = include_str!("../avro/moderation_event.avsc");
+/// Avro schema of [`OptOut`].
+pub const OPTOUT_AVSC: &str = include_str!("../avro/optout.avsc");
 
 /// The CQL migrations, in the order they must be applied: `(file name, text)`.
 /// Each file holds statements separated by `;` and uses `{keyspace}` and `{replication}`
@@ -46,6 +50,9 @@ pub const CQL_MIGRATIONS: &[(&str, &str)] = &[
         "0005_raw_lines.cql",
         include_str!("../cql/0005_raw_lines.cql"),
     ),
+    // Listed by name: every file is applied in list order at every run (idempotent), so a
+    // missing number in between (another change's 0006) does not stop the runner.
+    ("0007_optouts.cql", include_str!("../cql/0007_optouts.cql")),
 ];
 
 /// A badge or badge-info entry: `name/version` in the IRC tag.

@@ -124,7 +124,12 @@ fn spec_json_escapes_like_python_ensure_ascii() {
 
 #[test]
 fn avro_schemas_parse_and_records_round_trip() {
-    for avsc in [CHAT_MESSAGE_AVSC, LIVE_STREAM_AVSC, MODERATION_EVENT_AVSC] {
+    for avsc in [
+        CHAT_MESSAGE_AVSC,
+        LIVE_STREAM_AVSC,
+        MODERATION_EVENT_AVSC,
+        OPTOUT_AVSC,
+    ] {
         Schema::parse_str(avsc).expect("schema parses");
     }
     let schema = Schema::parse_str(CHAT_MESSAGE_AVSC).expect("schema");
@@ -169,6 +174,38 @@ fn avro_schemas_parse_and_records_round_trip() {
         from_value::<ModerationEvent>(&back_value).expect("from value"),
         ev
     );
+}
+
+#[test]
+fn optout_records_round_trip() {
+    let schema = Schema::parse_str(OPTOUT_AVSC).expect("schema");
+    for ev in [
+        OptOut {
+            scope: OptOutScope::User,
+            id: 42,
+            login: Some("alice".into()),
+            opted_out: true,
+            at: 1_700_000_000_000,
+            source: OptOutSource::Chat,
+        },
+        OptOut {
+            scope: OptOutScope::Channel,
+            id: 7,
+            login: None,
+            opted_out: false,
+            at: 5,
+            source: OptOutSource::Operator,
+        },
+    ] {
+        let value = to_value(&ev)
+            .expect("to value")
+            .resolve(&schema)
+            .expect("resolves");
+        let bytes = apache_avro::to_avro_datum(&schema, value).expect("encode");
+        let back_value =
+            apache_avro::from_avro_datum(&schema, &mut &bytes[..], None).expect("decode");
+        assert_eq!(from_value::<OptOut>(&back_value).expect("from value"), ev);
+    }
 }
 
 proptest::proptest! {

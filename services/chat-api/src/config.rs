@@ -59,6 +59,10 @@ pub struct QueryConfig {
     /// How often the readiness probe checks Cassandra.
     #[serde(with = "humantime_serde")]
     pub readiness_interval: Duration,
+    /// How often the opt-outs (`optouts` table) are read again: an opt-out reaches every
+    /// route within this (README "Opting out").
+    #[serde(with = "humantime_serde")]
+    pub optout_refresh: Duration,
 }
 
 impl Default for QueryConfig {
@@ -68,6 +72,7 @@ impl Default for QueryConfig {
             max_queries_per_request: 32,
             bucket_index_batch: 64,
             readiness_interval: Duration::from_secs(5),
+            optout_refresh: Duration::from_secs(2),
         }
     }
 }

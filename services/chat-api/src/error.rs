@@ -1,6 +1,7 @@
 //! The API's errors: one enum, one function ([`ApiError::status`]) that maps each to its HTTP
 //! status, one body shape: `{"error": {"code": "<stable code>", "message": "<human text>"}}`.
 
+use tci_schemas::OptOutScope;
 use warp::http::StatusCode;
 
 use crate::{cursor::CursorError, store::StoreError};
@@ -38,6 +39,9 @@ pub enum ApiError {
     /// The route exists but not for this method.
     #[error("this method is not allowed here; only GET is")]
     MethodNotAllowed,
+    /// The channel, or the chatter of a user log, opted out of the archive.
+    #[error("{} {id} opted out of the archive: {}", scope.as_str(), match scope { OptOutScope::User => "their chat is not kept or served", OptOutScope::Channel => "its chat is not kept or served" })]
+    OptedOut { scope: OptOutScope, id: i64 },
     /// Cassandra failed or is not connected yet.
     #[error("{0}")]
     Store(#[from] StoreError),
@@ -56,6 +60,7 @@ impl ApiError {
             | Self::InvalidParameter(_)
             | Self::InvalidCursor(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::OptedOut { .. } => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -75,6 +80,7 @@ impl ApiError {
             Self::InvalidCursor(_) => "invalid_cursor",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::OptedOut { .. } => "opted_out",
             Self::Store(e) => e.code(),
         }
     }

@@ -7,6 +7,9 @@
 //! - `GET /v1.0/streamers?live&limit&after`: every channel seen live.
 //! - `GET /openapi.json`: the OpenAPI 3 document; `GET /healthz`.
 //!
+//! Opted-out chatters and channels ([`optout`]) are never served: 403 on their routes, left out
+//! of channel pages.
+//!
 //! The admin server (`/healthz`, `/readyz`, `/metrics`) runs on its own port. The API starts
 //! serving at once; until Cassandra is connected, queries answer 503 and `/readyz` is not ready.
 
@@ -15,6 +18,7 @@ pub mod cursor;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod optout;
 pub mod params;
 pub mod store;
 
@@ -28,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use crate::config::Config;
-use crate::{cursor::CursorCodec, http::ApiState, store::cassandra::Db};
+use crate::{cursor::CursorCodec, http::ApiState, optout::OptOutCache, store::cassandra::Db};
 
 /// A built, not yet running, chat API.
 pub struct App {
@@ -68,6 +72,7 @@ impl App {
             query: cfg.query.clone(),
             live_window_ms: i64::try_from(cfg.streamers.live_window.as_millis())
                 .unwrap_or(i64::MAX),
+            optouts: OptOutCache::default(),
         });
         match connect(&cfg).await {
             Ok(db) => {
@@ -128,6 +133,15 @@ impl App {
                 .await;
             Ok(())
         });
+        tasks.spawn(
+            "optouts",
+            optout::refresh(
+                cfg.common.cassandra.clone(),
+                state.optouts.clone(),
+                cfg.query.optout_refresh,
+                token.clone(),
+            ),
+        );
         let t = token.clone();
         let c = cfg.clone();
         tasks.spawn("cassandra", async move {

@@ -2,7 +2,7 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{HistogramVec, IntCounterVec};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec};
 use tci_common::telemetry;
 
 /// Every metric of the chat API.
@@ -19,10 +19,13 @@ pub struct Metrics {
     pub cassandra_errors: IntCounterVec,
     /// `tci_chat_api_page_queries{route}`: message-page queries per call.
     pub page_queries: HistogramVec,
+    /// `tci_chat_api_optout_filtered_total`: stored rows of opted-out chatters left out of pages.
+    pub optout_filtered: IntCounter,
 }
 
 /// The process-wide metrics.
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    Metrics {
     requests: telemetry::counter_vec(
         "tci_chat_api_http_requests_total",
         "HTTP requests by route template and status code",
@@ -56,6 +59,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
         &["route"],
         vec![1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 32.0, 64.0],
     ),
+    optout_filtered: telemetry::counter(
+        "tci_chat_api_optout_filtered_total",
+        "Stored rows of opted-out chatters or channels left out of pages (rows a purge has not deleted yet)",
+    ),
+}
 });
 
 /// The bounded route label of a request path.

@@ -7,6 +7,7 @@
 //! record whose Kafka timestamp is past `to + slack`. Records whose sent timestamp lies in
 //! `[from, to]` (and of `--broadcaster-id`, when given) are written through the same writer as
 //! the live service; the writes are idempotent, so replaying rows that still exist is harmless.
+//! Records of opted-out chatters and channels are dropped exactly as in the live service.
 
 use std::{
     collections::HashMap,
@@ -29,8 +30,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::{
-    connect_writer,
+    connect_store,
     decode::Record,
+    optout::{self, OptOutGate},
     pipeline::{self, ChatDecoder, IngestContext},
     Config,
 };
@@ -99,13 +101,28 @@ pub async fn run(
     }
     let topics = cfg.common.topics.clone();
     let codec = AvroCodec::new(&cfg.common.registry)?;
-    let writer = connect_writer(&cfg, &token).await?;
+    let store = connect_store(&cfg, &token).await?;
+    // The same opt-out filter as the live service: the whole opt-out topic is read before the
+    // first write, so a replay never brings an opted-out person's or channel's chat back.
+    let (gate, ready) = OptOutGate::new();
+    let follow_token = token.child_token();
+    let follower = tokio::spawn(optout::follow(
+        cfg.common.kafka.clone(),
+        codec.clone(),
+        topics.optouts.clone(),
+        gate.clone(),
+        ready,
+        None,
+        follow_token.clone(),
+    ));
+    let _stop_follower = follow_token.drop_guard();
     let builder = pipeline::builder(
         cfg.ingest.consumer_settings(),
-        writer,
+        &store,
         cfg.ingest.max_rows_per_batch,
         &topics,
         false,
+        gate,
     );
     let group = format!("chat-ingestor-backfill-{}", tci_common::now_ms());
     let consumer: StreamConsumer<IngestContext> = kafka::consumer(
@@ -205,6 +222,7 @@ pub async fn run(
     };
     let result = pipeline.run().await;
     ticking.abort();
+    follower.abort();
     progress.finish(&counts);
     result.map(Summary::from)
 }

@@ -11,16 +11,21 @@
 //!   and retry, never dead-letter.
 //! - [`backfill`]: replays a time range of the topics into Cassandra with the same writer,
 //!   without touching the live consumer group.
+//! - [`optout`]: records of opted-out chatters and channels are never written (live or
+//!   backfill), and an opt-out purges what was stored (README "Opting out").
 
 pub mod backfill;
 pub mod decode;
 pub mod metrics;
+pub mod optout;
 pub mod pipeline;
 pub mod writer;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
+use chat_store::optout::OptOutStatements;
+use futures::FutureExt as _;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use serde::{Deserialize, Serialize};
 use tci_common::{
@@ -34,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::{
+    optout::{OptOutGate, Purger, UserChannels},
     pipeline::{ChatDecoder, IngestContext, Pipeline},
     writer::{Writer, WriterSettings},
 };
@@ -120,25 +126,43 @@ impl IngestConfig {
     }
 }
 
-/// Connects to Cassandra (retrying until `token` is cancelled) and prepares the writer.
-pub(crate) async fn connect_writer(
+/// What the ingestor writes with: the chat writer, the opt-out statements and the
+/// `user_channels` index, over one session.
+pub struct Store {
+    pub session: Arc<scylla::client::session::Session>,
+    pub writer: Arc<Writer>,
+    pub optouts: Arc<OptOutStatements>,
+    pub user_channels: Arc<UserChannels>,
+}
+
+/// Connects to Cassandra (retrying until `token` is cancelled) and prepares the writer and the
+/// opt-out statements.
+pub(crate) async fn connect_store(
     cfg: &Config,
     token: &CancellationToken,
-) -> anyhow::Result<Arc<Writer>> {
-    let session = cassandra::connect(&cfg.common.cassandra, token).await?;
-    let writer = Writer::prepare(
-        Arc::new(session),
-        &cfg.common.cassandra.keyspace,
-        cfg.ingest.writer_settings(),
-    )
-    .await
-    .context("preparing statements (are the migrations applied? `tci migrate`)")?;
-    Ok(Arc::new(writer))
+) -> anyhow::Result<Store> {
+    let session = Arc::new(cassandra::connect(&cfg.common.cassandra, token).await?);
+    let ks = &cfg.common.cassandra.keyspace;
+    let writer = Writer::prepare(session.clone(), ks, cfg.ingest.writer_settings())
+        .await
+        .context("preparing statements (are the migrations applied? `tci migrate`)")?;
+    let optouts =
+        Arc::new(OptOutStatements::prepare(&session, ks).await.context(
+            "preparing the opt-out statements (are the migrations applied? `tci migrate`)",
+        )?);
+    Ok(Store {
+        user_channels: Arc::new(UserChannels::new(session.clone(), optouts.clone())),
+        session,
+        writer: Arc::new(writer),
+        optouts,
+    })
 }
 
 /// The live service.
 pub struct App {
     pipeline: Pipeline,
+    /// Follows the opt-out topic: the filter's set, the `optouts` rows, the purges.
+    optouts: futures::future::BoxFuture<'static, anyhow::Result<()>>,
     admin_addr: SocketAddr,
     admin: futures::future::BoxFuture<'static, anyhow::Result<()>>,
     /// `/readyz` watches: Kafka and the registry (the pipeline itself reports Cassandra, from
@@ -158,16 +182,32 @@ impl App {
         std::sync::LazyLock::force(&crate::metrics::METRICS);
         let readiness = admin::Readiness::new(&["kafka", "cassandra", "registry"]);
         let codec = AvroCodec::new(&cfg.common.registry)?;
-        let writer = connect_writer(&cfg, &token).await?;
+        std::sync::LazyLock::force(&crate::optout::METRICS);
+        let store = connect_store(&cfg, &token).await?;
         readiness.set("cassandra", true, "connected");
         let registry = tci_common::registry::RegistryAdmin::new(&cfg.common.registry)?;
         let topics = &cfg.common.topics;
+        let (gate, ready) = OptOutGate::new();
+        let optouts = optout::follow(
+            cfg.common.kafka.clone(),
+            codec.clone(),
+            topics.optouts.clone(),
+            gate.clone(),
+            ready,
+            Some(Purger {
+                session: store.session.clone(),
+                st: store.optouts.clone(),
+            }),
+            token.clone(),
+        )
+        .boxed();
         let builder = pipeline::builder(
             cfg.ingest.consumer_settings(),
-            writer,
+            &store,
             cfg.ingest.max_rows_per_batch,
             topics,
             true,
+            gate,
         );
         let producer = kafka::producer(&cfg.common.kafka, "chat-ingestor-dlq", &[])?;
         let dlq = kafka::DeadLetter::new(producer, topics.dead_letter.clone(), "chat-ingestor");
@@ -202,6 +242,7 @@ impl App {
         );
         Ok(Self {
             pipeline,
+            optouts,
             admin_addr,
             admin,
             readiness,
@@ -221,6 +262,7 @@ impl App {
     pub async fn run(self) -> anyhow::Result<()> {
         let mut tasks = Tasks::new(self.token.clone());
         tasks.spawn("admin", self.admin);
+        tasks.spawn("optouts", self.optouts);
         let every = Duration::from_secs(5);
         let consumer = self.consumer;
         tasks.spawn(

@@ -1,7 +1,7 @@
 //! chat-ingestor's parts of the shared at-least-once batch consumer
 //! ([`tci_common::consumer`]: offsets, batches, pause/resume, dead letters, revocation drain,
-//! commits): the decoder ([`crate::decode`]), the sink (the write [`plan`] and [`Writer`]) and
-//! the metrics. The live service and the backfill run the same consumer, in different modes.
+//! commits): the decoder ([`crate::decode`]), the sink (the opt-out filter of
+//! [`crate::optout`], the write [`plan`] and [`Writer`]) and the metrics. The live service and the backfill run the same consumer, in different modes.
 
 use std::sync::Arc;
 
@@ -16,7 +16,12 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     decode::{decode, Record, RecordError, Source},
     metrics::METRICS,
+    optout::{
+        count_dropped, excludes, sent_after_optout, IndexError, OptOutGate, UserChannels,
+        OPTIN_GRACE,
+    },
     writer::{plan, WriteError, Writer},
+    Store,
 };
 
 /// The Kafka consumer context of chat-ingestor.
@@ -75,20 +80,31 @@ impl consumer::Decoder for ChatDecoder {
     }
 }
 
-/// Plans a batch and writes it ([`Writer::write`]), with the write metrics.
+/// Filters a batch by the opt-outs, indexes its (user, channel) pairs, plans it and writes it
+/// ([`Writer::write`]), with the write metrics.
 pub struct ChatSink {
     writer: Arc<Writer>,
     max_rows_per_batch: usize,
     /// Live mode records the end-to-end lag; a backfill does not.
     live: bool,
+    optouts: Arc<OptOutGate>,
+    user_channels: Arc<UserChannels>,
 }
 
 impl ChatSink {
-    pub fn new(writer: Arc<Writer>, max_rows_per_batch: usize, live: bool) -> Self {
+    pub fn new(
+        writer: Arc<Writer>,
+        max_rows_per_batch: usize,
+        live: bool,
+        optouts: Arc<OptOutGate>,
+        user_channels: Arc<UserChannels>,
+    ) -> Self {
         Self {
             writer,
             max_rows_per_batch,
             live,
+            optouts,
+            user_channels,
         }
     }
 
@@ -98,7 +114,34 @@ impl ChatSink {
         stop: &CancellationToken,
     ) -> Result<(), SinkError> {
         METRICS.batch_size.observe(batch.len() as f64);
-        let p = plan(batch, self.max_rows_per_batch);
+        // Nothing is written before the opt-out set is complete, and the set cannot change
+        // until this batch is written (see crate::optout).
+        if !self.optouts.wait_ready(stop).await {
+            return Err(SinkError::Abandoned);
+        }
+        let deadline = tokio::time::Instant::now() + OPTIN_GRACE;
+        let set = loop {
+            let set = self.optouts.read().await;
+            let wait = batch.iter().any(|r| sent_after_optout(&set, r));
+            if !wait || tokio::time::Instant::now() >= deadline {
+                break set;
+            }
+            // Rare: let the follower apply what it is reading (it needs the write lock).
+            drop(set);
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                _ = stop.cancelled() => return Err(SinkError::Abandoned),
+            }
+        };
+        let dropped: Vec<&Record> = batch.iter().filter(|r| excludes(&set, r)).collect();
+        count_dropped(&dropped);
+        let kept = || batch.iter().filter(|r| !excludes(&set, r));
+        match self.user_channels.index(kept(), &set, stop).await {
+            Ok(()) => {}
+            Err(IndexError::Abandoned) => return Err(SinkError::Abandoned),
+            Err(e @ IndexError::Permanent(_)) => return Err(SinkError::Fatal(e.to_string())),
+        }
+        let p = plan(kept(), self.max_rows_per_batch);
         match self.writer.write(&p, stop).await {
             Ok(()) => {}
             Err(WriteError::Abandoned) => return Err(SinkError::Abandoned),
@@ -107,7 +150,7 @@ impl ChatSink {
         }
         if self.live {
             let now = tci_common::now_ms();
-            for r in batch {
+            for r in kept() {
                 if let Record::Chat(m) = r {
                     METRICS
                         .end_to_end_lag
@@ -210,14 +253,21 @@ impl Observer for ChatMetrics {
 /// consumer, then build.
 pub fn builder(
     settings: consumer::Settings,
-    writer: Arc<Writer>,
+    store: &Store,
     max_rows_per_batch: usize,
     topics: &TopicNames,
     live: bool,
+    optouts: Arc<OptOutGate>,
 ) -> consumer::Builder<Record> {
     consumer::Builder::new(
         settings,
-        Arc::new(ChatSink::new(writer, max_rows_per_batch, live)),
+        Arc::new(ChatSink::new(
+            store.writer.clone(),
+            max_rows_per_batch,
+            live,
+            optouts,
+            store.user_channels.clone(),
+        )),
         Arc::new(ChatMetrics::new(topics)),
     )
 }

@@ -14,7 +14,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{channels, config::Config, pool, publish};
+use crate::{
+    channels,
+    config::Config,
+    optout::{self, SharedOptOuts},
+    pool, publish,
+};
 
 /// A built chat-listener, ready to run.
 pub struct App {
@@ -122,9 +127,24 @@ impl App {
             readiness.clone(),
         );
         let pub_token = token.clone();
+        let optouts = SharedOptOuts::default();
+        let (ready_tx, mut optouts_ready) = tokio::sync::watch::channel(false);
+        let pub_optouts = optouts.clone();
+        let commands = optout::Commands::new(&cfg.optout);
+        tasks.spawn(
+            "optouts",
+            optout::follow(
+                cfg.common.kafka.clone(),
+                codec.clone(),
+                cfg.common.topics.optouts.clone(),
+                optouts,
+                ready_tx,
+                token.clone(),
+            ),
+        );
         tasks.spawn("publisher", async move {
             let mut backoff = Backoff::default_for_dependencies();
-            for (topic, avsc) in [(&topics.chat, tci_schemas::CHAT_MESSAGE_AVSC), (&topics.moderation, tci_schemas::MODERATION_EVENT_AVSC)] {
+            for (topic, avsc) in [(&topics.chat, tci_schemas::CHAT_MESSAGE_AVSC), (&topics.moderation, tci_schemas::MODERATION_EVENT_AVSC), (&topics.optouts, tci_schemas::OPTOUT_AVSC)] {
                 loop {
                     match cod.register_value_schema(topic, avsc).await {
                         Ok(id) => {
@@ -144,7 +164,14 @@ impl App {
                 }
             }
             rd.set("registry", true, "schemas registered");
-            publish::run(pc, topics, prod, cod, out_rx).await
+            // Nothing is published before the opt-out topic was read to its end: until then
+            // the buffer fills and the connections wait (backpressure), nothing is lost.
+            tokio::select! {
+                r = optouts_ready.wait_for(|r| *r) => { r?; }
+                _ = pub_token.cancelled() => return Ok(()),
+            }
+            info!("opt-out set loaded; publishing");
+            publish::run(pc, topics, prod, cod, out_rx, pub_optouts, commands).await
         });
 
         tasks.spawn(

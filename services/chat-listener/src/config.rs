@@ -15,6 +15,7 @@ pub struct Config {
     pub irc: IrcConfig,
     pub channels: ChannelsConfig,
     pub publish: PublishConfig,
+    pub optout: OptOutConfig,
 }
 
 /// The chat connections.
@@ -132,6 +133,24 @@ impl Default for PublishConfig {
             queue: 10_000,
             max_in_flight: 20_000,
             dedupe_window: 200_000,
+        }
+    }
+}
+
+/// The chat commands of opt-out (README "Opting out"). Matched against the whole message,
+/// ignoring case and repeated spaces; `<command> channel` is the broadcaster's form.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OptOutConfig {
+    pub command: String,
+    pub optin_command: String,
+}
+
+impl Default for OptOutConfig {
+    fn default() -> Self {
+        Self {
+            command: "!archive optout".into(),
+            optin_command: "!archive optin".into(),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! * [`channels`]: which channels this replica owns (live-streams consumer group, TTL).
 //! * [`pool`]: the IRC-over-WebSocket connections (login, JOIN rate limit, keep-alive, reconnect).
 //! * [`publish`]: Avro to Kafka with backpressure and duplicate suppression.
+//! * [`optout`]: the opt-out commands and the set of opted-out chatters and channels.
 //! * [`app`]: wiring, the admin server and shutdown.
 //! * [`bin_parse`]: the `chat-listener parse` operator tool (IRC lines in, JSON lines out).
 
@@ -15,6 +16,7 @@ pub mod channels;
 pub mod config;
 pub mod irc;
 pub mod metrics;
+pub mod optout;
 pub mod pool;
 pub mod publish;
 pub mod record;

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub live_records: IntCounter,
     pub live_decode_errors: IntCounter,
     pub live_ignored: IntCounterVec,
+    pub optout_dropped: IntCounterVec,
+    pub optout_commands: IntCounterVec,
 }
 
 pub static M: LazyLock<Metrics> = LazyLock::new(|| {
@@ -118,6 +120,16 @@ pub static M: LazyLock<Metrics> = LazyLock::new(|| {
     live_decode_errors: t::counter(
         "tci_chat_listener_live_stream_decode_errors_total",
         "Live-stream records that could not be decoded (skipped).",
+    ),
+    optout_dropped: t::counter_vec(
+        "tci_chat_listener_optout_dropped_total",
+        "Records not published because their chatter or channel opted out, by kind (chat, moderation).",
+        &["kind"],
+    ),
+    optout_commands: t::counter_vec(
+        "tci_chat_listener_optout_commands_total",
+        "Opt-out commands typed in chat, by action (optout, optin, ignored: a channel command from someone who is not the broadcaster, or an opt-in of someone not opted out).",
+        &["action"],
     ),
 }
 });

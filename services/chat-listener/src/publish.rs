@@ -1,6 +1,8 @@
 //! Publishes chat messages and moderation events to Kafka: Avro with the registry, key =
 //! broadcaster id, idempotent producer. Twitch's occasional duplicate deliveries (same message
-//! id twice) are dropped here.
+//! id twice) are dropped here, and so are the records of opted-out chatters and channels; an
+//! opt-out command is published to the opt-out topic instead of the chat topic
+//! ([`crate::optout`]).
 //!
 //! Nothing is dropped for lack of room: the producer's local queue is bounded and messages never
 //! time out in it (`message.timeout.ms=0`); when it is full this task waits, its input channel
@@ -26,6 +28,7 @@ use tracing::{info, warn};
 use crate::{
     config::PublishConfig,
     metrics::M,
+    optout::{excludes_event, Commands, Decision, SharedOptOuts},
     pool::{OutRecord, Outgoing},
 };
 
@@ -89,6 +92,8 @@ pub async fn run(
     producer: FutureProducer,
     codec: AvroCodec,
     mut rx: mpsc::Receiver<Outgoing>,
+    optouts: SharedOptOuts,
+    commands: Commands,
 ) -> anyhow::Result<()> {
     let mut dedupe = Dedupe::new(cfg.dedupe_window);
     let mut in_flight: FuturesUnordered<Delivery> = FuturesUnordered::new();
@@ -106,17 +111,44 @@ pub async fn run(
                     info!(in_flight = in_flight.len(), "publisher draining");
                     continue;
                 };
-                let (topic, key, id, kind) = match &rec.record {
-                    OutRecord::Chat(m) => (&topics.chat, m.broadcaster_id, m.id.as_str(), "chat"),
-                    OutRecord::Moderation(e) => (&topics.moderation, e.broadcaster_id, e.event_id.as_str(), "moderation"),
+                // Opt-outs first: an opted-out chatter's or channel's records are not
+                // published, and an opt-out command is published as an opt-out event instead.
+                let decision = {
+                    let set = optouts.read().unwrap_or_else(|e| e.into_inner());
+                    match &rec.record {
+                        OutRecord::Chat(m) => commands.decide(m, &set),
+                        OutRecord::Moderation(e) if excludes_event(e, &set) => Decision::Drop,
+                        OutRecord::Moderation(_) => Decision::Publish,
+                    }
+                };
+                let event = match decision {
+                    Decision::Publish => None,
+                    Decision::Drop => {
+                        let kind = match &rec.record { OutRecord::Chat(_) => "chat", OutRecord::Moderation(_) => "moderation" };
+                        M.optout_dropped.with_label_values(&[kind]).inc();
+                        continue;
+                    }
+                    Decision::Event(e) => {
+                        // Applied here at once: the sender's next message is held back even
+                        // before the event comes back through the topic.
+                        optouts.write().unwrap_or_else(|e| e.into_inner()).apply(&e);
+                        info!(scope = e.scope.as_str(), id = e.id, opted_out = e.opted_out, "opt-out command in chat");
+                        Some(e)
+                    }
+                };
+                let (topic, key, id, kind) = match (&event, &rec.record) {
+                    (Some(e), OutRecord::Chat(m)) => (&topics.optouts, e.key(), m.id.as_str(), "optout"),
+                    (_, OutRecord::Chat(m)) => (&topics.chat, m.broadcaster_id.to_string(), m.id.as_str(), "chat"),
+                    (_, OutRecord::Moderation(e)) => (&topics.moderation, e.broadcaster_id.to_string(), e.event_id.as_str(), "moderation"),
                 };
                 if dedupe.seen(id) {
                     M.duplicates.inc();
                     continue;
                 }
-                let bytes = match &rec.record {
-                    OutRecord::Chat(m) => codec.encode(topic, &**m).await,
-                    OutRecord::Moderation(e) => codec.encode(topic, &**e).await,
+                let bytes = match (&event, &rec.record) {
+                    (Some(e), _) => codec.encode(topic, e).await,
+                    (_, OutRecord::Chat(m)) => codec.encode(topic, &**m).await,
+                    (_, OutRecord::Moderation(e)) => codec.encode(topic, &**e).await,
                 };
                 let bytes = match bytes {
                     Ok(b) => b,
@@ -128,7 +160,6 @@ pub async fn run(
                         continue;
                     }
                 };
-                let key = key.to_string();
                 loop {
                     match producer.send_result(FutureRecord::to(topic).key(&key).payload(&bytes)) {
                         Ok(fut) => {

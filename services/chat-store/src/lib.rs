@@ -24,6 +24,7 @@
 
 pub mod bucket;
 pub mod cql;
+pub mod optout;
 pub mod plan;
 pub mod statements;
 

@@ -187,6 +187,8 @@ pub struct TopicNames {
     pub chat: String,
     pub moderation: String,
     pub dead_letter: String,
+    /// Opt-outs (compacted; the latest record per person or channel is the state).
+    pub optouts: String,
 }
 
 impl Default for TopicNames {
@@ -196,6 +198,7 @@ impl Default for TopicNames {
             chat: "twitch.chat-messages.v1".into(),
             moderation: "twitch.moderation-events.v1".into(),
             dead_letter: "tci.dead-letter.v1".into(),
+            optouts: "tci.optouts.v1".into(),
         }
     }
 }

@@ -127,6 +127,7 @@ pub fn topic_name<'a>(names: &'a TopicNames, key: &str) -> anyhow::Result<&'a st
         "chat" => &names.chat,
         "moderation" => &names.moderation,
         "dead_letter" => &names.dead_letter,
+        "optouts" => &names.optouts,
         other => anyhow::bail!("kafka/topics.toml: unknown topic key {other:?}"),
     })
 }
@@ -305,7 +306,16 @@ mod tests {
         let specs = topic_specs().expect("topics.toml parses");
         let names = TopicNames::default();
         let keys: Vec<_> = specs.iter().map(|s| s.key.as_str()).collect();
-        assert_eq!(keys, ["live_streams", "chat", "moderation", "dead_letter"]);
+        assert_eq!(
+            keys,
+            [
+                "live_streams",
+                "chat",
+                "moderation",
+                "dead_letter",
+                "optouts"
+            ]
+        );
         for s in &specs {
             topic_name(&names, &s.key).expect("known key");
             assert!(s.partitions > 0 && s.replication_factor > 0);

@@ -9,6 +9,8 @@
 //! - [`kafka`]: producer/consumer/admin construction, topic definitions, dead-letter publishing.
 //! - [`consumer`]: the at-least-once batch consumer every ingestor (and backfill) runs on; the
 //!   service supplies decode and write.
+//! - [`follow`]: reading a small compacted topic (shared state, e.g. the opt-outs) from its
+//!   beginning in every replica, then following it.
 //! - [`registry`]: the schema registry (Confluent REST API) and Avro codec in Confluent framing.
 //! - [`cassandra`]: session set-up and migrations.
 //! - [`time`]: ISO 8601 timestamps given by people (API parameters, backfill ranges).
@@ -17,6 +19,7 @@ pub mod admin;
 pub mod cassandra;
 pub mod config;
 pub mod consumer;
+pub mod follow;
 pub mod kafka;
 pub mod registry;
 pub mod retry;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use tci_schemas::{OptOutScope, OptOutSet};
 use tokio::sync::OnceCell;
 use tracing::{debug, field, info_span, Instrument, Span};
 use warp::reply::Response;
@@ -13,6 +14,7 @@ use crate::{
     cursor::{Binding, CursorCodec, CursorError, Position, RouteKind},
     error::ApiError,
     metrics::METRICS,
+    optout::{self, OptOutCache},
     params::{self, Format, QueryPairs},
     store::{self, cassandra::Db, Body, ChatRequest, Scope, StoreError, StreamerRow},
 };
@@ -26,11 +28,20 @@ pub struct ApiState {
     pub query: QueryConfig,
     /// `streamers.live_window` in ms.
     pub live_window_ms: i64,
+    /// Opted-out chatters and channels ([`crate::optout`]).
+    pub optouts: OptOutCache,
 }
 
 impl ApiState {
     fn db(&self) -> Result<&Db, ApiError> {
         self.db
+            .get()
+            .ok_or(ApiError::Store(StoreError::NotConnected))
+    }
+
+    /// The opt-out set; 503 until it was read once (nothing is served on a guess).
+    fn optouts(&self) -> Result<Arc<OptOutSet>, ApiError> {
+        self.optouts
             .get()
             .ok_or(ApiError::Store(StoreError::NotConnected))
     }
@@ -64,7 +75,8 @@ pub async fn chat(
         user_id = field::Empty
     );
     async move {
-        match chat_inner(state, broadcaster, user, path, raw_query).await {
+        // Boxed: keeps the route filter's future type shallow enough for the compiler.
+        match Box::pin(chat_inner(state, broadcaster, user, path, raw_query)).await {
             Ok(r) => r,
             Err(e) => error_response(e),
         }
@@ -111,6 +123,10 @@ async fn chat_inner(
         .as_deref()
         .map(|c| verify_chat_cursor(&state.codec, &binding, c))
         .transpose()?;
+    let optouts = state.optouts()?;
+    if let Some((scope, id)) = optout::refused(&optouts, broadcaster_id, user_id) {
+        return Err(ApiError::OptedOut { scope, id });
+    }
     let db = state.db()?;
     let req = ChatRequest {
         scope,
@@ -127,7 +143,11 @@ async fn chat_inner(
         max_queries: state.query.max_queries_per_request,
         index_batch: state.query.bucket_index_batch,
     };
-    let page = store::read_chat(db, &req).await?;
+    let mut page = store::read_chat(db, &req).await?;
+    let left_out = optout::filter_rows(&optouts, broadcaster_id, user_id, req.body, &mut page.rows);
+    if left_out > 0 {
+        METRICS.optout_filtered.inc_by(left_out as u64);
+    }
     METRICS
         .page_queries
         .with_label_values(&[if user_id.is_some() {
@@ -199,6 +219,7 @@ async fn streamers_inner(state: &ApiState, raw_query: &str) -> Result<Response, 
         .map(|c| state.codec.decode(&binding, c))
         .transpose()?
         .and_then(|pos| pos.state);
+    let optouts = state.optouts()?;
     let db = state.db()?;
     let now = tci_common::now_ms();
     let window = state.live_window_ms;
@@ -211,7 +232,10 @@ async fn streamers_inner(state: &ApiState, raw_query: &str) -> Result<Response, 
         db,
         p.limit,
         resume,
-        move |r| want.is_none_or(|w| is_live(r) == w),
+        move |r| {
+            !optouts.is_opted_out(OptOutScope::Channel, r.broadcaster_id)
+                && want.is_none_or(|w| is_live(r) == w)
+        },
         state.query.max_queries_per_request,
     )
     .await?;

@@ -9,7 +9,9 @@
 //! | `GET /healthz` | `ok` |
 //! | `GET /`, `GET /ui/{file}` | the log viewer ([`ui`]: a static page, script and style sheet) |
 //!
-//! Unknown paths answer 404, other methods 405, both with the JSON error body.
+//! Unknown paths answer 404, other methods 405, both with the JSON error body. The chat routes
+//! of an opted-out channel, and the user log of an opted-out chatter, answer 403 (`opted_out`);
+//! channel pages leave opted-out chatters out ([`crate::optout`]).
 
 pub mod handlers;
 mod render;
@@ -151,6 +153,10 @@ mod tests {
             ApiError::InvalidCursor(CursorError::Forged),
             ApiError::NotFound,
             ApiError::MethodNotAllowed,
+            ApiError::OptedOut {
+                scope: tci_schemas::OptOutScope::Channel,
+                id: 1,
+            },
             ApiError::Store(StoreError::NotConnected),
             ApiError::Store(StoreError::Timeout {
                 what: "x",

@@ -1,0 +1,222 @@
+//! Opt-outs in chat-api: the set of opted-out chatters and channels, read from the `optouts`
+//! table (written by chat-ingestor) every `query.optout_refresh`, and the filter over pages.
+//!
+//! Purges delete the stored rows; this is the guard for the seconds between an opt-out and the
+//! end of its purge (and against anything a purge could not reach): a channel that opted out
+//! answers 403 on every route, a chatter who opted out answers 403 on their user log, and their
+//! messages are left out of every channel page, in every format. Until the set was read once,
+//! the chat routes answer 503 rather than risk serving someone who left.
+
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use chat_store::optout::OptOutStatements;
+use tci_common::{cassandra, retry::Backoff, CassandraConfig};
+use tci_schemas::{OptOutScope, OptOutSet, OptOutState};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::store::{Body, ChatRow};
+
+/// The latest set read (none before the first read).
+#[derive(Debug, Clone, Default)]
+pub struct OptOutCache(Arc<RwLock<Option<Arc<OptOutSet>>>>);
+
+impl OptOutCache {
+    /// The set, or `None` while it was never read.
+    pub fn get(&self) -> Option<Arc<OptOutSet>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the set.
+    pub fn set(&self, s: OptOutSet) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(s));
+    }
+}
+
+/// Reads the `optouts` table into `cache` every `every`, on a session of its own, until
+/// `token` is cancelled. Failures keep the last set and are retried.
+pub async fn refresh(
+    cfg: CassandraConfig,
+    cache: OptOutCache,
+    every: Duration,
+    token: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut backoff = Backoff::default_for_dependencies();
+    let (session, st) = loop {
+        let attempt = async {
+            let session = cassandra::connect_once(&cfg).await?;
+            let st = OptOutStatements::prepare(&session, &cfg.keyspace).await?;
+            anyhow::Ok((session, st))
+        };
+        match tokio::select! { r = attempt => r, _ = token.cancelled() => return Ok(()) } {
+            Ok(v) => break v,
+            Err(e) => {
+                let d = backoff.next_delay();
+                warn!(error = format!("{e:#}"), retry_in = ?d, "cannot read the opt-outs yet; retrying (chat routes answer 503 meanwhile)");
+                tokio::select! { _ = tokio::time::sleep(d) => {}, _ = token.cancelled() => return Ok(()) }
+            }
+        }
+    };
+    let mut first = true;
+    loop {
+        match tokio::select! { r = st.list(&session) => r, _ = token.cancelled() => return Ok(()) }
+        {
+            Ok(rows) => {
+                let mut set = OptOutSet::new();
+                for r in &rows {
+                    set.set_state(
+                        r.scope,
+                        r.id,
+                        OptOutState {
+                            opted_out: r.opted_out,
+                            at: r.at,
+                        },
+                    );
+                }
+                if first {
+                    info!(keys = rows.len(), "opt-outs read");
+                    first = false;
+                }
+                cache.set(set);
+            }
+            Err(e) => warn!(
+                error = format!("{e:#}"),
+                "reading the opt-outs failed; keeping the last set"
+            ),
+        }
+        tokio::select! { _ = tokio::time::sleep(every) => {}, _ = token.cancelled() => return Ok(()) }
+    }
+}
+
+/// Which opt-out refuses a route, if any: the channel's, else (user log) the chatter's.
+pub fn refused(
+    set: &OptOutSet,
+    broadcaster_id: i64,
+    user_id: Option<i64>,
+) -> Option<(OptOutScope, i64)> {
+    if set.is_opted_out(OptOutScope::Channel, broadcaster_id) {
+        return Some((OptOutScope::Channel, broadcaster_id));
+    }
+    user_id
+        .filter(|u| set.is_opted_out(OptOutScope::User, *u))
+        .map(|u| (OptOutScope::User, u))
+}
+
+/// The chatter of a stored row: `user.id` of the message JSON, or the `user-id` tag of the raw
+/// line.
+pub fn row_user(body: Body, row: &ChatRow) -> Option<i64> {
+    match body {
+        Body::Message => {
+            #[derive(serde::Deserialize)]
+            struct U {
+                id: String,
+            }
+            #[derive(serde::Deserialize)]
+            struct M {
+                user: U,
+            }
+            serde_json::from_str::<M>(&row.message)
+                .ok()?
+                .user
+                .id
+                .parse()
+                .ok()
+        }
+        Body::RawLine => row
+            .message
+            .strip_prefix('@')?
+            .split(' ')
+            .next()?
+            .split(';')
+            .find_map(|t| t.strip_prefix("user-id="))?
+            .parse()
+            .ok(),
+    }
+}
+
+/// Leaves out the rows of opted-out chatters (and those sent before an opt-in). `user_id`: the
+/// chatter of a user log, whose rows need no parsing.
+pub fn filter_rows(
+    set: &OptOutSet,
+    broadcaster_id: i64,
+    user_id: Option<i64>,
+    body: Body,
+    rows: &mut Vec<ChatRow>,
+) -> usize {
+    let before = rows.len();
+    let channel_state = set.state(OptOutScope::Channel, broadcaster_id).is_some();
+    if !channel_state && !set.has_users() {
+        return 0;
+    }
+    rows.retain(|r| {
+        let user = user_id.or_else(|| row_user(body, r));
+        !set.excludes(broadcaster_id, user, r.sent_ts)
+    });
+    before - rows.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tci_schemas::{OptOut, OptOutSource};
+
+    fn row(user: &str, ts: i64) -> ChatRow {
+        ChatRow {
+            sent_ts: ts,
+            message_id: format!("m{ts}"),
+            message: format!(
+                r#"{{"text": "x", "id": "m{ts}", "room": {{"room_id": "1"}}, "user": {{"name": "u", "badges": {{"id": "9"}}, "id": "{user}", "vip": false}}}}"#
+            ),
+        }
+    }
+
+    fn set_with(scope: OptOutScope, id: i64) -> OptOutSet {
+        let mut s = OptOutSet::new();
+        s.apply(&OptOut {
+            scope,
+            id,
+            login: None,
+            opted_out: true,
+            at: 0,
+            source: OptOutSource::Operator,
+        });
+        s
+    }
+
+    #[test]
+    fn rows_of_opted_out_chatters_are_left_out() {
+        let s = set_with(OptOutScope::User, 42);
+        let mut rows = vec![row("42", 1), row("43", 2), row("42", 3)];
+        assert_eq!(filter_rows(&s, 1, None, Body::Message, &mut rows), 2);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].message_id, "m2");
+        let mut raw = vec![
+            ChatRow {
+                sent_ts: 1,
+                message_id: "a".into(),
+                message: "@badges=;user-id=42;id=a :x!x@x PRIVMSG #c :hi".into(),
+            },
+            ChatRow {
+                sent_ts: 1,
+                message_id: "b".into(),
+                message: "@user-id=4;id=b :x!x@x PRIVMSG #c :user-id=42".into(),
+            },
+        ];
+        assert_eq!(filter_rows(&s, 1, None, Body::RawLine, &mut raw), 1);
+        assert_eq!(raw[0].message_id, "b");
+    }
+
+    #[test]
+    fn routes_of_opted_out_channels_and_user_logs_are_refused() {
+        let s = set_with(OptOutScope::Channel, 7);
+        assert_eq!(refused(&s, 7, None), Some((OptOutScope::Channel, 7)));
+        assert_eq!(refused(&s, 7, Some(1)), Some((OptOutScope::Channel, 7)));
+        assert_eq!(refused(&s, 8, Some(1)), None);
+        let s = set_with(OptOutScope::User, 1);
+        assert_eq!(refused(&s, 8, Some(1)), Some((OptOutScope::User, 1)));
+        assert_eq!(refused(&s, 8, None), None);
+    }
+}

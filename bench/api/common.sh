@@ -3,7 +3,9 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tci/target}
-BIN=$CARGO_TARGET_DIR/release
+# BENCH_BIN: another build's release folder (chat-api, examples/seed, examples/cql_bench) to
+# measure, e.g. the commit before a change; SKIP_BUILD=1 then.
+BIN=${BENCH_BIN:-$CARGO_TARGET_DIR/release}
 KEYSPACE=${KEYSPACE:-tci_bench_api}
 BROADCASTER=${BROADCASTER:-24538518}
 START_MS=${START_MS:-1706400000000}        # a bucket boundary: 2024-01-28T00:00:00Z
@@ -13,6 +15,7 @@ WORK=${WORK:-$ROOT/bench/api/out}
 mkdir -p "$WORK"
 
 build() {
+  if [ "${SKIP_BUILD:-0}" = 1 ]; then return; fi
   (cd "$ROOT" && cargo build --release -q -p chat-api --bin chat-api --example seed --example cql_bench)
 }
 

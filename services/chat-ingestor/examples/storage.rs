@@ -7,6 +7,8 @@
 //! # writer into a scratch keyspace that is dropped afterwards:
 //! cargo run --release -p chat-ingestor --example storage -- --generate 200000
 //! TCI_BENCH_NO_RAW_LINE=1 cargo run ... -- --generate 200000   # as before raw lines were kept
+//! # a lever: other table options, applied before the compaction that measures
+//! cargo run ... -- --generate 200000 --with "compression = {'class': 'ZstdCompressor'}"
 //! ```
 //!
 //! `bench/storage/run.sh` wraps it. Steps: `nodetool flush` and `nodetool compact` of the
@@ -54,20 +56,33 @@ fn nodetool(args: &[&str]) -> anyhow::Result<String> {
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut cfg: chat_ingestor::Config = tci_common::config::load(None)?;
-    let (keyspace, generate) = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["--keyspace", ks] => (ks.to_string(), None),
-        ["--generate", n] => (
+    let usage = "usage: storage (--keyspace KS | --generate N) [--with \"TABLE OPTIONS\"]";
+    let (source, with) = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        [a, b] => ((a, b), None),
+        [a, b, "--with", w] => ((a, b), Some(w.to_string())),
+        _ => bail!(usage),
+    };
+    let (keyspace, generate) = match source {
+        ("--keyspace", ks) => (ks.to_string(), None),
+        ("--generate", n) => (
             format!("storage_{}", tci_common::now_ms() % 1_000_000_000),
             Some(n.parse::<u64>().context("--generate N")?),
         ),
-        _ => bail!("usage: storage --keyspace KS | --generate N"),
+        _ => bail!(usage),
     };
+    if with.is_some() && generate.is_none() {
+        bail!("--with changes the tables: only with --generate (a scratch keyspace)");
+    }
     cfg.common.cassandra.keyspace = keyspace.clone();
     let session = Arc::new(cassandra::connect_once(&cfg.common.cassandra).await?);
     if let Some(n) = generate {
         cassandra::migrate(&session, &cfg.common.cassandra).await?;
         let result = write_synthetic(&cfg, session.clone(), n).await;
-        let report = match result {
+        let altered = match result {
+            Ok(()) => alter(&session, &keyspace, with.as_deref()).await,
+            Err(e) => Err(e),
+        };
+        let report = match altered {
             Ok(()) => report(&session, &keyspace).await,
             Err(e) => Err(e),
         };
@@ -77,6 +92,24 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", report?);
     } else {
         println!("{}", report(&session, &keyspace).await?);
+    }
+    Ok(())
+}
+
+/// `ALTER TABLE … WITH <with>` on every chat table (a storage lever to measure, e.g.
+/// `compression = {'class': 'ZstdCompressor', 'chunk_length_in_kb': 64}`); the compaction of the
+/// report then rewrites the data with it.
+async fn alter(
+    session: &scylla::client::session::Session,
+    keyspace: &str,
+    with: Option<&str>,
+) -> anyhow::Result<()> {
+    let Some(with) = with else { return Ok(()) };
+    for t in CHAT_TABLES {
+        session
+            .query_unpaged(format!("ALTER TABLE {keyspace}.{t} WITH {with}"), ())
+            .await
+            .with_context(|| format!("ALTER TABLE {t} WITH {with}"))?;
     }
     Ok(())
 }

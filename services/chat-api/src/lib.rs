@@ -44,6 +44,8 @@ pub struct App {
     admin: futures::future::BoxFuture<'static, anyhow::Result<()>>,
     state: Arc<ApiState>,
     readiness: Readiness,
+    /// The opt-out reader, when it connected at build.
+    optouts: Option<optout::Reader>,
 }
 
 impl App {
@@ -87,6 +89,24 @@ impl App {
                 readiness.set("cassandra", false, format!("{e:#}"));
             }
         }
+        // The opt-outs are read once here too, so a started API serves at once (the chat routes
+        // answer 503 until they were read).
+        let optouts = match optout::Reader::connect(&cfg.common.cassandra).await {
+            Ok(r) => match r.load().await {
+                Ok(set) => {
+                    state.optouts.set(set);
+                    Some(r)
+                }
+                Err(e) => {
+                    warn!(
+                        error = format!("{e:#}"),
+                        "cannot read the opt-outs at start; retrying in the background"
+                    );
+                    Some(r)
+                }
+            },
+            Err(_) => None,
+        };
         info!(http = %http_addr, admin = %admin_addr, keyspace = %cfg.common.cassandra.keyspace, "chat-api built");
         Ok(Self {
             cfg,
@@ -97,6 +117,7 @@ impl App {
             admin,
             state,
             readiness,
+            optouts,
         })
     }
 
@@ -119,6 +140,7 @@ impl App {
             admin,
             state,
             readiness,
+            optouts,
             ..
         } = self;
         let mut tasks = Tasks::new(token.clone());
@@ -139,6 +161,7 @@ impl App {
                 cfg.common.cassandra.clone(),
                 state.optouts.clone(),
                 cfg.query.optout_refresh,
+                optouts,
                 token.clone(),
             ),
         );

@@ -13,6 +13,7 @@ use std::{
 };
 
 use chat_store::optout::OptOutStatements;
+use scylla::client::session::Session;
 use tci_common::{cassandra, retry::Backoff, CassandraConfig};
 use tci_schemas::{OptOutScope, OptOutSet, OptOutState};
 use tokio_util::sync::CancellationToken;
@@ -36,48 +37,67 @@ impl OptOutCache {
     }
 }
 
-/// Reads the `optouts` table into `cache` every `every`, on a session of its own, until
-/// `token` is cancelled. Failures keep the last set and are retried.
+/// A session of its own and the prepared opt-out statements.
+pub struct Reader {
+    session: Session,
+    st: OptOutStatements,
+}
+
+impl Reader {
+    /// Connects once and prepares.
+    pub async fn connect(cfg: &CassandraConfig) -> anyhow::Result<Self> {
+        let session = cassandra::connect_once(cfg).await?;
+        let st = OptOutStatements::prepare(&session, &cfg.keyspace).await?;
+        Ok(Self { session, st })
+    }
+
+    /// Reads the whole `optouts` table.
+    pub async fn load(&self) -> anyhow::Result<OptOutSet> {
+        let mut set = OptOutSet::new();
+        for r in self.st.list(&self.session).await? {
+            set.set_state(
+                r.scope,
+                r.id,
+                OptOutState {
+                    opted_out: r.opted_out,
+                    at: r.at,
+                },
+            );
+        }
+        Ok(set)
+    }
+}
+
+/// Reads the `optouts` table into `cache` every `every` (connecting first unless `reader` is
+/// given), until `token` is cancelled. Failures keep the last set and are retried.
 pub async fn refresh(
     cfg: CassandraConfig,
     cache: OptOutCache,
     every: Duration,
+    reader: Option<Reader>,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut backoff = Backoff::default_for_dependencies();
-    let (session, st) = loop {
-        let attempt = async {
-            let session = cassandra::connect_once(&cfg).await?;
-            let st = OptOutStatements::prepare(&session, &cfg.keyspace).await?;
-            anyhow::Ok((session, st))
-        };
-        match tokio::select! { r = attempt => r, _ = token.cancelled() => return Ok(()) } {
-            Ok(v) => break v,
-            Err(e) => {
-                let d = backoff.next_delay();
-                warn!(error = format!("{e:#}"), retry_in = ?d, "cannot read the opt-outs yet; retrying (chat routes answer 503 meanwhile)");
-                tokio::select! { _ = tokio::time::sleep(d) => {}, _ = token.cancelled() => return Ok(()) }
-            }
-        }
-    };
-    let mut first = true;
-    loop {
-        match tokio::select! { r = st.list(&session) => r, _ = token.cancelled() => return Ok(()) }
-        {
-            Ok(rows) => {
-                let mut set = OptOutSet::new();
-                for r in &rows {
-                    set.set_state(
-                        r.scope,
-                        r.id,
-                        OptOutState {
-                            opted_out: r.opted_out,
-                            at: r.at,
-                        },
-                    );
+    let reader = match reader {
+        Some(r) => r,
+        None => loop {
+            match tokio::select! { r = Reader::connect(&cfg) => r, _ = token.cancelled() => return Ok(()) }
+            {
+                Ok(r) => break r,
+                Err(e) => {
+                    let d = backoff.next_delay();
+                    warn!(error = format!("{e:#}"), retry_in = ?d, "cannot read the opt-outs yet; retrying (chat routes answer 503 meanwhile)");
+                    tokio::select! { _ = tokio::time::sleep(d) => {}, _ = token.cancelled() => return Ok(()) }
                 }
+            }
+        },
+    };
+    let mut first = cache.get().is_none();
+    loop {
+        match tokio::select! { r = reader.load() => r, _ = token.cancelled() => return Ok(()) } {
+            Ok(set) => {
                 if first {
-                    info!(keys = rows.len(), "opt-outs read");
+                    info!("opt-outs read");
                     first = false;
                 }
                 cache.set(set);

@@ -230,6 +230,7 @@ def common_env(phase):
         "TCI__TOPICS__CHAT": f"{t}.chat",
         "TCI__TOPICS__MODERATION": f"{t}.moderation",
         "TCI__TOPICS__DEAD_LETTER": f"{t}.dlq",
+        "TCI__TOPICS__OPTOUTS": f"{t}.optouts",
         "TCI__CASSANDRA__KEYSPACE": KEYSPACE,
         "TCI__REGISTRY__URL": REGISTRY,
         "TCI__LOG__FORMAT": "json",

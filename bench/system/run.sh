@@ -122,7 +122,7 @@ setup_phase() { # phase letter
   local p=$1
   TCI__TOPICS__LIVE_STREAMS=$PREFIX.$p.live-streams TCI__TOPICS__CHAT=$PREFIX.$p.chat \
   TCI__TOPICS__MODERATION=$PREFIX.$p.moderation TCI__TOPICS__DEAD_LETTER=$PREFIX.$p.dlq \
-  TCI__CASSANDRA__KEYSPACE=$KEYSPACE TCI__LOG__FORMAT=text TCI__LOG__FILTER=warn \
+  TCI__TOPICS__OPTOUTS=$PREFIX.$p.optouts TCI__CASSANDRA__KEYSPACE=$KEYSPACE TCI__LOG__FORMAT=text TCI__LOG__FILTER=warn \
     "$BIN/tci" setup >"$WORK/setup-$p.log" 2>&1 || { cat "$WORK/setup-$p.log" >&2; exit 1; }
 }
 say "setup: topics $PREFIX.{a,b}.*, keyspace $KEYSPACE (logs and raw samples in $WORK)"

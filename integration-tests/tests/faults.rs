@@ -351,6 +351,7 @@ async fn the_archive_survives_every_fault_and_reports_what_twitch_cannot_replay(
         ("TCI__TOPICS__CHAT", t.chat.clone()),
         ("TCI__TOPICS__MODERATION", t.moderation.clone()),
         ("TCI__TOPICS__DEAD_LETTER", t.dead_letter.clone()),
+        ("TCI__TOPICS__OPTOUTS", t.optouts.clone()),
         (
             "TCI__CASSANDRA__KEYSPACE",
             env.cfg.cassandra.keyspace.clone(),

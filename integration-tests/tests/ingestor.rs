@@ -207,6 +207,7 @@ fn spawn_binary(env: &TestEnv, cfg: &Config) -> anyhow::Result<tokio::process::C
         .env("TCI__TOPICS__CHAT", &t.chat)
         .env("TCI__TOPICS__MODERATION", &t.moderation)
         .env("TCI__TOPICS__DEAD_LETTER", &t.dead_letter)
+        .env("TCI__TOPICS__OPTOUTS", &t.optouts)
         .env("TCI__CASSANDRA__KEYSPACE", &env.cfg.cassandra.keyspace)
         .env("TCI__CASSANDRA__CONSISTENCY", "one")
         .env("TCI__REGISTRY__URL", &env.cfg.registry.url)

@@ -332,6 +332,7 @@ async fn run(
     cfg.common.topics.moderation = format!("bench.{id}.moderation");
     cfg.common.topics.dead_letter = format!("bench.{id}.dlq");
     cfg.common.topics.live_streams = format!("bench.{id}.live");
+    cfg.common.topics.optouts = format!("bench.{id}.optouts");
     cfg.ingest.group_id = format!("bench.{id}.ingestor");
     cfg.common.admin.addr = "127.0.0.1:0".into();
     let base_ks = format!("bench_{id}_baseline");
@@ -357,7 +358,13 @@ async fn run(
     let t = &cfg.common.topics;
     let _ = admin
         .delete_topics(
-            &[&t.chat, &t.moderation, &t.dead_letter, &t.live_streams],
+            &[
+                &t.chat,
+                &t.moderation,
+                &t.dead_letter,
+                &t.live_streams,
+                &t.optouts,
+            ],
             &AdminOptions::new(),
         )
         .await;

@@ -190,11 +190,34 @@ async fn cql_rows(
                 .await?
             }
             Some(u) => {
-                s.query_unpaged(
-                    chat_store::cql::select_user_page(ks, Body::Message),
-                    (broadcaster_id, u, b, start, end),
-                )
-                .await?
+                // The by-user index, then each message from chat_messages by its key.
+                let index = s
+                    .query_unpaged(
+                        chat_store::cql::select_user_page(ks, Body::Message),
+                        (broadcaster_id, u, b, start, end),
+                    )
+                    .await?
+                    .into_rows_result()?
+                    .rows::<(i64, String, Option<String>)>()?
+                    .collect::<Result<Vec<_>, _>>()?;
+                for (ts, id, message) in index {
+                    let message = match message {
+                        Some(m) => m,
+                        None => {
+                            s.query_unpaged(
+                                chat_store::cql::select_chat_row(ks),
+                                (broadcaster_id, b, ts, &id),
+                            )
+                            .await?
+                            .into_rows_result()?
+                            .single_row::<(Option<i64>, String)>()?
+                            .1
+                        }
+                    };
+                    out.push((ts, id, message));
+                }
+                b += BUCKET_MS;
+                continue;
             }
         };
         out.extend(

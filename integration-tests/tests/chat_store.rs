@@ -104,7 +104,27 @@ async fn planned_writes_read_back_and_late_deletions_are_found() -> anyhow::Resu
             PagingState::start(),
         )
         .await?;
-    assert_eq!(qr.into_rows_result()?.rows_num(), 1, "the by-user row");
+    let index = qr
+        .into_rows_result()?
+        .rows::<(i64, String, Option<String>)>()?
+        .collect::<Result<Vec<_>, _>>()?;
+    assert_eq!(
+        index,
+        vec![(sent, "m-1".to_string(), None)],
+        "the by-user index row carries the key, not the message"
+    );
+    let (qr, _) = session
+        .execute_single_page(
+            reads.chat_by_keys(Body::Message),
+            (7i64, bucket, vec![(sent, "m-1")]),
+            PagingState::start(),
+        )
+        .await?;
+    let by_key = qr
+        .into_rows_result()?
+        .rows::<(i64, String, Option<String>)>()?
+        .collect::<Result<Vec<_>, _>>()?;
+    assert_eq!(by_key, json, "the index row finds its message");
     let (qr, _) = session
         .execute_single_page(
             &reads.chat_buckets,

@@ -50,8 +50,10 @@ pub const CQL_MIGRATIONS: &[(&str, &str)] = &[
         "0005_raw_lines.cql",
         include_str!("../cql/0005_raw_lines.cql"),
     ),
-    // Listed by name: every file is applied in list order at every run (idempotent), so a
-    // missing number in between (another change's 0006) does not stop the runner.
+    (
+        "0006_storage_v2.cql",
+        include_str!("../cql/0006_storage_v2.cql"),
+    ),
     ("0007_optouts.cql", include_str!("../cql/0007_optouts.cql")),
 ];
 

@@ -196,9 +196,7 @@ async fn execute(s: &Session, st: &Statements, unit: &Unit<'_>) -> anyhow::Resul
                         r.bucket,
                         r.sent_ts,
                         r.message_id.as_str(),
-                        r.message.as_str(),
                         r.received_at,
-                        r.raw_line.as_deref(),
                     )
                 })
                 .collect();

@@ -125,28 +125,23 @@ impl Writer {
                 .filter(|b| !known.contains(b))
                 .collect()
         };
-        // Bucket-index rows this process already wrote are left out.
-        let mut ops: FuturesUnordered<_> = plan
-            .writes()
-            .filter(|w| match w {
-                Write::Bucket(b) => buckets.contains(b),
-                Write::UserBucket(b) => user_buckets.contains(b),
-                _ => true,
-            })
-            .map(|w| self.retrying(stop, w))
-            .collect();
-        let mut result = Ok(());
-        while let Some(r) = ops.next().await {
-            match r {
-                Ok(()) => {}
-                // A permanent failure is the more telling of the two.
-                Err(e @ WriteError::Permanent { .. }) => result = Err(e),
-                Err(e) if result.is_ok() => result = Err(e),
-                Err(_) => {}
-            }
+        // Bucket-index rows this process already wrote are left out. The by-user index points
+        // at chat_messages rows, so it is written once they are: a reader never finds an index
+        // row whose message is not there yet.
+        let keep = |w: &Write<'_>| match w {
+            Write::Bucket(b) => buckets.contains(b),
+            Write::UserBucket(b) => user_buckets.contains(b),
+            _ => true,
+        };
+        let by_user = |w: &Write<'_>| matches!(w, Write::User(..) | Write::UserBucket(_));
+        for phase in [false, true] {
+            let ops: FuturesUnordered<_> = plan
+                .writes()
+                .filter(|w| keep(w) && by_user(w) == phase)
+                .map(|w| self.retrying(stop, w))
+                .collect();
+            settle(ops).await?;
         }
-        drop(ops);
-        result?;
         remember(&self.known_buckets, buckets);
         remember(&self.known_user_buckets, user_buckets);
         Ok(())
@@ -223,6 +218,23 @@ impl Writer {
         }
         result
     }
+}
+
+/// Waits for every write; the first error, a permanent one before any other.
+async fn settle(
+    mut ops: FuturesUnordered<impl std::future::Future<Output = Result<(), WriteError>>>,
+) -> Result<(), WriteError> {
+    let mut result = Ok(());
+    while let Some(r) = ops.next().await {
+        match r {
+            Ok(()) => {}
+            // A permanent failure is the more telling of the two.
+            Err(e @ WriteError::Permanent { .. }) => result = Err(e),
+            Err(e) if result.is_ok() => result = Err(e),
+            Err(_) => {}
+        }
+    }
+    result
 }
 
 fn remember<K: std::hash::Hash + Eq>(set: &Mutex<HashSet<K>>, keys: Vec<K>) {

@@ -25,8 +25,11 @@ pub fn insert_chat(ks: &str) -> String {
     format!("INSERT INTO {ks}.chat_messages (broadcaster_id, bucket, sent_ts, message_id, user_id, message, received_at, raw_line) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 }
 
+/// The by-user index row of a message: its key and received_at, not the message again (it is
+/// read from `chat_messages`, see [`select_chat_by_keys`]). Rows written before storage v2
+/// also carry `message` and `raw_line`.
 pub fn insert_user_chat(ks: &str) -> String {
-    format!("INSERT INTO {ks}.user_chat_messages (broadcaster_id, user_id, bucket, sent_ts, message_id, message, received_at, raw_line) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+    format!("INSERT INTO {ks}.user_chat_messages (broadcaster_id, user_id, bucket, sent_ts, message_id, received_at) VALUES (?, ?, ?, ?, ?, ?)")
 }
 
 pub fn insert_bucket(ks: &str) -> String {
@@ -62,6 +65,17 @@ pub fn select_user_page(ks: &str, body: Body) -> String {
     format!(
         "SELECT sent_ts, message_id, {col} FROM {ks}.user_chat_messages \
          WHERE broadcaster_id = ? AND user_id = ? AND bucket = ? AND sent_ts >= ? AND sent_ts <= ?"
+    )
+}
+
+/// `(sent_ts, message_id, body)` of the given messages of one channel bucket, in key order: how
+/// a page of the by-user index gets its messages. Binds `(broadcaster_id, bucket, keys)` with
+/// `keys` a list of `(sent_ts, message_id)`.
+pub fn select_chat_by_keys(ks: &str, body: Body) -> String {
+    let col = body.column();
+    format!(
+        "SELECT sent_ts, message_id, {col} FROM {ks}.chat_messages \
+         WHERE broadcaster_id = ? AND bucket = ? AND (sent_ts, message_id) IN ?"
     )
 }
 
@@ -113,6 +127,14 @@ pub fn all(ks: &str) -> Vec<(&'static str, String)> {
         ("select_chat_page_raw", select_chat_page(ks, Body::RawLine)),
         ("select_user_page", select_user_page(ks, Body::Message)),
         ("select_user_page_raw", select_user_page(ks, Body::RawLine)),
+        (
+            "select_chat_by_keys",
+            select_chat_by_keys(ks, Body::Message),
+        ),
+        (
+            "select_chat_by_keys_raw",
+            select_chat_by_keys(ks, Body::RawLine),
+        ),
         ("select_chat_buckets", select_chat_buckets(ks)),
         ("select_user_buckets", select_user_buckets(ks)),
         ("select_deleted", select_deleted(ks)),

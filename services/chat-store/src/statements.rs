@@ -134,9 +134,7 @@ impl WriteStatements {
                             r.bucket,
                             r.sent_ts,
                             r.message_id.as_str(),
-                            r.message.as_str(),
                             r.received_at,
-                            r.raw_line.as_deref(),
                         ))
                     })
                     .collect();
@@ -218,6 +216,8 @@ pub struct ReadStatements {
     chat_raw_page: PreparedStatement,
     user_page: PreparedStatement,
     user_raw_page: PreparedStatement,
+    chat_by_keys: PreparedStatement,
+    chat_raw_by_keys: PreparedStatement,
     /// See [`cql::select_chat_buckets`].
     pub chat_buckets: PreparedStatement,
     /// See [`cql::select_user_buckets`].
@@ -234,6 +234,9 @@ impl ReadStatements {
             chat_raw_page: prepare(session, cql::select_chat_page(ks, Body::RawLine), t).await?,
             user_page: prepare(session, cql::select_user_page(ks, Body::Message), t).await?,
             user_raw_page: prepare(session, cql::select_user_page(ks, Body::RawLine), t).await?,
+            chat_by_keys: prepare(session, cql::select_chat_by_keys(ks, Body::Message), t).await?,
+            chat_raw_by_keys: prepare(session, cql::select_chat_by_keys(ks, Body::RawLine), t)
+                .await?,
             chat_buckets: prepare(session, cql::select_chat_buckets(ks), t).await?,
             user_buckets: prepare(session, cql::select_user_buckets(ks), t).await?,
             deleted: prepare(session, cql::select_deleted(ks), t).await?,
@@ -250,7 +253,16 @@ impl ReadStatements {
         }
     }
 
-    /// A user bucket's page; see [`cql::select_user_page`].
+    /// Messages of one channel bucket by key; see [`cql::select_chat_by_keys`].
+    pub fn chat_by_keys(&self, body: Body) -> &PreparedStatement {
+        match body {
+            Body::Message => &self.chat_by_keys,
+            Body::RawLine => &self.chat_raw_by_keys,
+        }
+    }
+
+    /// A user bucket's page of the by-user index; see [`cql::select_user_page`]. Rows written
+    /// since storage v2 have no body: read it with [`Self::chat_by_keys`].
     pub fn user_page(&self, body: Body) -> &PreparedStatement {
         match body {
             Body::Message => &self.user_page,

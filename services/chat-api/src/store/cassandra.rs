@@ -110,6 +110,49 @@ impl Db {
     }
 }
 
+impl Db {
+    /// The by-user index carries no message since storage v2: reads the bodies of those rows
+    /// from `chat_messages` (one query for the page, the messages' keys bound as a list).
+    async fn fill_from_chat(
+        &self,
+        broadcaster_id: i64,
+        bucket: i64,
+        body: Body,
+        found: &mut [(i64, String, Option<String>)],
+    ) -> Result<(), StoreError> {
+        let keys: Vec<(i64, &str)> = found
+            .iter()
+            .filter(|(_, _, b)| b.is_none())
+            .map(|(ts, id, _)| (*ts, id.as_str()))
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let what = "chat_messages_by_key";
+        let n = keys.len();
+        let (qr, _) = self
+            .single_page(
+                what,
+                self.chat.chat_by_keys(body),
+                (broadcaster_id, bucket, keys),
+                n,
+                None,
+            )
+            .await?;
+        // Message ids are unique: the id alone finds the body.
+        let mut bodies: std::collections::HashMap<String, Option<String>> =
+            rows::<(i64, String, Option<String>)>(what, qr)?
+                .into_iter()
+                .map(|(_, id, b)| (id, b))
+                .collect();
+        for (_, id, b) in found.iter_mut().filter(|(_, _, b)| b.is_none()) {
+            // A message missing from chat_messages (not written yet, or purged) stays empty.
+            *b = bodies.remove(id.as_str()).flatten();
+        }
+        Ok(())
+    }
+}
+
 fn decode(what: &'static str, e: impl std::fmt::Display) -> StoreError {
     warn!(error = %e, query = what, "unexpected Cassandra result shape");
     StoreError::Decode { what }
@@ -205,7 +248,12 @@ impl ChatSource for Db {
             ),
         };
         let (qr, next) = res?;
-        let rows = rows::<(i64, String, Option<String>)>(what, qr)?
+        let mut found = rows::<(i64, String, Option<String>)>(what, qr)?;
+        if let Scope::User { broadcaster_id, .. } = scope {
+            self.fill_from_chat(broadcaster_id, bucket, body, &mut found)
+                .await?;
+        }
+        let rows = found
             .into_iter()
             .map(|(sent_ts, message_id, message)| ChatRow {
                 sent_ts,

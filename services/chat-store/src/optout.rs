@@ -67,6 +67,12 @@ pub mod cql {
         )
     }
 
+    /// Every (channel, chatter) pair of `user_chat_buckets` (its partition keys: one pass over
+    /// the table, for `tci optout reindex` of chat stored before `user_channels` existed).
+    pub fn select_user_bucket_partitions(ks: &str) -> String {
+        format!("SELECT DISTINCT broadcaster_id, user_id FROM {ks}.user_chat_buckets")
+    }
+
     pub fn select_user_channels(ks: &str) -> String {
         format!("SELECT broadcaster_id FROM {ks}.user_channels WHERE user_id = ?")
     }
@@ -140,6 +146,10 @@ pub mod cql {
             ("reindex_bucket", reindex_bucket(ks)),
             ("reindex_user_bucket", reindex_user_bucket(ks)),
             ("select_user_channels", select_user_channels(ks)),
+            (
+                "select_user_bucket_partitions",
+                select_user_bucket_partitions(ks),
+            ),
             ("delete_user_channel", delete_user_channel(ks)),
             ("select_user_buckets_all", select_user_buckets_all(ks)),
             ("select_user_keys", select_user_keys(ks)),

@@ -7,6 +7,7 @@
 //! tci setup                                    all three, in that order
 //! tci optout add|remove <user id> [--channel]  opt a chatter (or, --channel, a channel) out / back in
 //! tci optout list                              every opt-out, from the optouts table
+//! tci optout reindex                           index chatters' channels stored before 0007
 //! ```
 //! Configuration: the same layers as the services (`--config FILE`, `TCI__…` environment).
 
@@ -77,6 +78,10 @@ enum OptoutCmd {
     },
     /// Every opt-out recorded by chat-ingestor.
     List,
+    /// Index the channels of every chatter whose chat was stored before the opt-out tables
+    /// existed (migration 0007), so that their purge finds it: one pass over the partition keys
+    /// of user_chat_buckets. Idempotent; run once after upgrading.
+    Reindex,
 }
 
 #[derive(Subcommand)]
@@ -125,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
             OptoutCmd::Add { who, channel } => optout_set(c, &who, channel, true).await,
             OptoutCmd::Remove { who, channel } => optout_set(c, &who, channel, false).await,
             OptoutCmd::List => optout_list(c).await,
+            OptoutCmd::Reindex => optout_reindex(c).await,
         },
     }
 }
@@ -262,6 +268,30 @@ async fn optout_set(
         c.topics.optouts,
         if opted_out { "purges what is stored" } else { "keeps chat sent from now on" },
     );
+    Ok(())
+}
+
+async fn optout_reindex(c: &CommonConfig) -> anyhow::Result<()> {
+    use futures::TryStreamExt;
+    let session = cassandra::connect_once(&c.cassandra).await?;
+    let ks = &c.cassandra.keyspace;
+    let mut insert = session
+        .prepare(chat_store::optout::cql::insert_user_channel(ks))
+        .await
+        .context("preparing the user_channels insert (run `tci migrate`)")?;
+    insert.set_is_idempotent(true);
+    let mut pairs = session
+        .query_iter(chat_store::optout::cql::select_user_bucket_partitions(ks), ())
+        .await?
+        .rows_stream::<(i64, i64)>()?;
+    let mut n = 0u64;
+    while let Some((broadcaster_id, user_id)) = pairs.try_next().await? {
+        session
+            .execute_unpaged(&insert, (user_id, broadcaster_id))
+            .await?;
+        n += 1;
+    }
+    println!("user_channels: {n} (chatter, channel) pairs indexed in keyspace {ks}");
     Ok(())
 }
 

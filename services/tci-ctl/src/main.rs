@@ -281,7 +281,10 @@ async fn optout_reindex(c: &CommonConfig) -> anyhow::Result<()> {
         .context("preparing the user_channels insert (run `tci migrate`)")?;
     insert.set_is_idempotent(true);
     let mut pairs = session
-        .query_iter(chat_store::optout::cql::select_user_bucket_partitions(ks), ())
+        .query_iter(
+            chat_store::optout::cql::select_user_bucket_partitions(ks),
+            (),
+        )
         .await?
         .rows_stream::<(i64, i64)>()?;
     let mut n = 0u64;

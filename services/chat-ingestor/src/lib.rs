@@ -151,7 +151,11 @@ pub(crate) async fn connect_store(
             "preparing the opt-out statements (are the migrations applied? `tci migrate`)",
         )?);
     Ok(Store {
-        user_channels: Arc::new(UserChannels::new(session.clone(), optouts.clone())),
+        user_channels: Arc::new(UserChannels::new(
+            session.clone(),
+            optouts.clone(),
+            writer.health.clone(),
+        )),
         session,
         writer: Arc::new(writer),
         optouts,

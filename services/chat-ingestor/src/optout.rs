@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch, RwLock, RwLockReadGuard};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::decode::Record;
+use crate::{decode::Record, writer::Health};
 
 /// The opt-out metrics of chat-ingestor.
 pub struct OptOutMetrics {
@@ -147,6 +147,8 @@ const KNOWN_LIMIT: usize = 500_000;
 pub struct UserChannels {
     session: Arc<Session>,
     st: Arc<OptOutStatements>,
+    /// The writer's: a failing index write pauses consumption like a failing chat write.
+    health: Arc<Health>,
     known: Mutex<HashSet<Pair>>,
     /// Bucket-index rows rewritten after an opt-in.
     reindexed: Mutex<HashSet<BucketKey>>,
@@ -162,10 +164,11 @@ pub enum IndexError {
 }
 
 impl UserChannels {
-    pub fn new(session: Arc<Session>, st: Arc<OptOutStatements>) -> Self {
+    pub fn new(session: Arc<Session>, st: Arc<OptOutStatements>, health: Arc<Health>) -> Self {
         Self {
             session,
             st,
+            health,
             known: Mutex::new(HashSet::new()),
             reindexed: Mutex::new(HashSet::new()),
         }
@@ -208,6 +211,7 @@ impl UserChannels {
             .chain(reindex.iter().map(|&(b, u, bucket)| (u, b, Some(bucket))));
         for (u, b, bucket) in writes {
             let mut backoff = Backoff::default_for_dependencies();
+            let mut failing = None;
             loop {
                 let res = match bucket {
                     None => self.st.index_user_channel(&self.session, u, b).await,
@@ -220,6 +224,8 @@ impl UserChannels {
                         return Err(IndexError::Permanent(e.to_string()));
                     }
                     Err(e) => {
+                        failing.get_or_insert_with(|| self.health.failing());
+                        crate::metrics::METRICS.write_retries.inc();
                         let d = backoff.next_delay();
                         warn!(table = "user_channels", error = %e, retry_in = ?d, "Cassandra write failed; retrying");
                         tokio::select! {

@@ -51,6 +51,23 @@ impl Health {
     pub fn degraded(&self) -> bool {
         self.failing.load(Ordering::Relaxed) > 0
     }
+
+    /// A write outside the writer (the opt-out index) in its retry loop: degraded until the
+    /// guard is dropped, so consumption pauses and /readyz reports Cassandra as for any write.
+    pub fn failing(self: &Arc<Self>) -> FailingGuard {
+        self.failing.fetch_add(1, Ordering::Relaxed);
+        FailingGuard(self.clone())
+    }
+}
+
+/// See [`Health::failing`].
+#[derive(Debug)]
+pub struct FailingGuard(Arc<Health>);
+
+impl Drop for FailingGuard {
+    fn drop(&mut self) {
+        self.0.failing.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Why a flush was not stored; either way nothing of it may be acknowledged.

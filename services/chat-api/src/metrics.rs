@@ -74,6 +74,9 @@ pub fn route_label(path: &str) -> &'static str {
         ["v1.0", _, "chat"] => "/v1.0/{broadcaster_id}/chat",
         ["v1.0", _, "users", _, "chat"] => "/v1.0/{broadcaster_id}/users/{user_id}/chat",
         ["openapi.json"] => "/openapi.json",
+        // The log viewer: its page and its two assets.
+        [""] => "/",
+        ["ui", _] => "/ui/{file}",
         ["healthz"] => "/healthz",
         _ => "other",
     }
@@ -94,6 +97,8 @@ mod tests {
             "/v1.0/{broadcaster_id}/users/{user_id}/chat"
         );
         assert_eq!(route_label("/v1.0/streamers"), "/v1.0/streamers");
+        assert_eq!(route_label("/"), "/");
+        assert_eq!(route_label("/ui/viewer.js"), "/ui/{file}");
         assert_eq!(route_label("/anything/else/at/all"), "other");
     }
 }

@@ -220,11 +220,13 @@ async fn cql_rows(
                 continue;
             }
         };
-        out.extend(
-            rows.into_rows_result()?
-                .rows::<Row>()?
-                .collect::<Result<Vec<_>, _>>()?,
-        );
+        for r in rows
+            .into_rows_result()?
+            .rows::<(i64, String, String, Option<i64>)>()?
+        {
+            let (ts, id, message, _) = r?;
+            out.push((ts, id, message));
+        }
         b += BUCKET_MS;
     }
     Ok(out)

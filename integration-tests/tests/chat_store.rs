@@ -85,7 +85,7 @@ async fn planned_writes_read_back_and_late_deletions_are_found() -> anyhow::Resu
                 .await?;
             anyhow::Ok(
                 qr.into_rows_result()?
-                    .rows::<(i64, String, Option<String>)>()?
+                    .rows::<(i64, String, Option<String>, Option<i64>)>()?
                     .collect::<Result<Vec<_>, _>>()?,
             )
         }
@@ -93,7 +93,13 @@ async fn planned_writes_read_back_and_late_deletions_are_found() -> anyhow::Resu
     let json = page(reads.chat_page(Body::Message), (7i64, bucket, sent, sent)).await?;
     assert_eq!(
         json,
-        vec![(sent, "m-1".to_string(), Some(message.to_spec_json()))]
+        vec![(
+            sent,
+            "m-1".to_string(),
+            Some(message.to_spec_json()),
+            Some(42)
+        )],
+        "a channel page carries the chatter's id"
     );
     let raw = page(reads.chat_page(Body::RawLine), (7i64, bucket, sent, sent)).await?;
     assert_eq!(raw[0].2, message.raw_line);
@@ -124,7 +130,11 @@ async fn planned_writes_read_back_and_late_deletions_are_found() -> anyhow::Resu
         .into_rows_result()?
         .rows::<(i64, String, Option<String>)>()?
         .collect::<Result<Vec<_>, _>>()?;
-    assert_eq!(by_key, json, "the index row finds its message");
+    assert_eq!(
+        by_key,
+        vec![(sent, "m-1".to_string(), Some(message.to_spec_json()))],
+        "the index row finds its message"
+    );
     let (qr, _) = session
         .execute_single_page(
             &reads.chat_buckets,

@@ -84,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
                     .await?;
                 let rows = qr.into_rows_result()?;
                 let n = rows
-                    .rows::<(i64, String, String)>()?
+                    .rows::<(i64, String, String, Option<i64>)>()?
                     .filter(|r| r.is_ok())
                     .count();
                 lat.push(t.elapsed());

@@ -19,7 +19,7 @@ use tci_schemas::{OptOutScope, OptOutSet, OptOutState};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::store::{Body, ChatRow};
+use crate::store::ChatRow;
 
 /// The latest set read (none before the first read).
 #[derive(Debug, Clone, Default)]
@@ -125,56 +125,15 @@ pub fn refused(
         .map(|u| (OptOutScope::User, u))
 }
 
-/// The chatter of a stored row: `user.id` of the message JSON, or the `user-id` tag of the raw
-/// line.
-pub fn row_user(body: Body, row: &ChatRow) -> Option<i64> {
-    match body {
-        Body::Message => {
-            #[derive(serde::Deserialize)]
-            struct U {
-                id: String,
-            }
-            #[derive(serde::Deserialize)]
-            struct M {
-                user: U,
-            }
-            serde_json::from_str::<M>(&row.message)
-                .ok()?
-                .user
-                .id
-                .parse()
-                .ok()
-        }
-        Body::RawLine => row
-            .message
-            .strip_prefix('@')?
-            .split(' ')
-            .next()?
-            .split(';')
-            .find_map(|t| t.strip_prefix("user-id="))?
-            .parse()
-            .ok(),
-    }
-}
-
-/// Leaves out the rows of opted-out chatters (and those sent before an opt-in). `user_id`: the
-/// chatter of a user log, whose rows need no parsing.
-pub fn filter_rows(
-    set: &OptOutSet,
-    broadcaster_id: i64,
-    user_id: Option<i64>,
-    body: Body,
-    rows: &mut Vec<ChatRow>,
-) -> usize {
+/// Leaves out the rows of opted-out chatters (and those sent before an opt-in), by the chatter id
+/// each row carries from storage (nothing is parsed).
+pub fn filter_rows(set: &OptOutSet, broadcaster_id: i64, rows: &mut Vec<ChatRow>) -> usize {
     let before = rows.len();
     let channel_state = set.state(OptOutScope::Channel, broadcaster_id).is_some();
     if !channel_state && !set.has_users() {
         return 0;
     }
-    rows.retain(|r| {
-        let user = user_id.or_else(|| row_user(body, r));
-        !set.excludes(broadcaster_id, user, r.sent_ts)
-    });
+    rows.retain(|r| !set.excludes(broadcaster_id, r.user_id, r.sent_ts));
     before - rows.len()
 }
 
@@ -183,13 +142,12 @@ mod tests {
     use super::*;
     use tci_schemas::{OptOut, OptOutSource};
 
-    fn row(user: &str, ts: i64) -> ChatRow {
+    fn row(user: i64, ts: i64) -> ChatRow {
         ChatRow {
             sent_ts: ts,
             message_id: format!("m{ts}"),
-            message: format!(
-                r#"{{"text": "x", "id": "m{ts}", "room": {{"room_id": "1"}}, "user": {{"name": "u", "badges": {{"id": "9"}}, "id": "{user}", "vip": false}}}}"#
-            ),
+            message: "{}".into(),
+            user_id: Some(user),
         }
     }
 
@@ -209,24 +167,26 @@ mod tests {
     #[test]
     fn rows_of_opted_out_chatters_are_left_out() {
         let s = set_with(OptOutScope::User, 42);
-        let mut rows = vec![row("42", 1), row("43", 2), row("42", 3)];
-        assert_eq!(filter_rows(&s, 1, None, Body::Message, &mut rows), 2);
+        let mut rows = vec![row(42, 1), row(43, 2), row(42, 3)];
+        assert_eq!(filter_rows(&s, 1, &mut rows), 2);
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].message_id, "m2");
-        let mut raw = vec![
+        // A row without a numeric chatter id cannot belong to an opted-out chatter.
+        let mut unknown = vec![ChatRow {
+            user_id: None,
+            ..row(42, 4)
+        }];
+        assert_eq!(filter_rows(&s, 1, &mut unknown), 0);
+        // A channel opt-out leaves out every row of the channel.
+        let c = set_with(OptOutScope::Channel, 1);
+        let mut all = vec![
+            row(42, 1),
             ChatRow {
-                sent_ts: 1,
-                message_id: "a".into(),
-                message: "@badges=;user-id=42;id=a :x!x@x PRIVMSG #c :hi".into(),
-            },
-            ChatRow {
-                sent_ts: 1,
-                message_id: "b".into(),
-                message: "@user-id=4;id=b :x!x@x PRIVMSG #c :user-id=42".into(),
+                user_id: None,
+                ..row(5, 2)
             },
         ];
-        assert_eq!(filter_rows(&s, 1, None, Body::RawLine, &mut raw), 1);
-        assert_eq!(raw[0].message_id, "b");
+        assert_eq!(filter_rows(&c, 1, &mut all), 2);
     }
 
     #[test]

@@ -48,12 +48,13 @@ pub fn insert_deletion(ks: &str) -> String {
     format!("INSERT INTO {ks}.deleted_messages (broadcaster_id, bucket, message_id, reason) VALUES (?, ?, ?, ?)")
 }
 
-/// `(sent_ts, message_id, body)` of one channel bucket in a time range, in API order.
+/// `(sent_ts, message_id, body, user_id)` of one channel bucket in a time range, in API
+/// order (the chatter's id, so readers need not parse the body to find it).
 /// Binds `(broadcaster_id, bucket, start_ms, end_ms)`.
 pub fn select_chat_page(ks: &str, body: Body) -> String {
     let col = body.column();
     format!(
-        "SELECT sent_ts, message_id, {col} FROM {ks}.chat_messages \
+        "SELECT sent_ts, message_id, {col}, user_id FROM {ks}.chat_messages \
          WHERE broadcaster_id = ? AND bucket = ? AND sent_ts >= ? AND sent_ts <= ?"
     )
 }

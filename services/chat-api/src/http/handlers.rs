@@ -144,7 +144,7 @@ async fn chat_inner(
         index_batch: state.query.bucket_index_batch,
     };
     let mut page = store::read_chat(db, &req).await?;
-    let left_out = optout::filter_rows(&optouts, broadcaster_id, user_id, req.body, &mut page.rows);
+    let left_out = optout::filter_rows(&optouts, broadcaster_id, &mut page.rows);
     if left_out > 0 {
         METRICS.optout_filtered.inc_by(left_out as u64);
     }

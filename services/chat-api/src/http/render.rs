@@ -355,6 +355,7 @@ mod tests {
             sent_ts: 1706408359963,
             message_id: "0a232bf9-2e6a-4bd4-85e3-c9800b68fedb".into(),
             message: "{\"text\": \"hi\"}".into(),
+            user_id: None,
         }];
         let r = chat_json(24538518, &rows, Some("abc"));
         assert_eq!(r.headers()["content-type"], "application/json");
@@ -370,6 +371,7 @@ mod tests {
             sent_ts: ts,
             message_id: id.into(),
             message: message.into(),
+            user_id: None,
         }
     }
 

@@ -248,19 +248,28 @@ impl ChatSource for Db {
             ),
         };
         let (qr, next) = res?;
-        let mut found = rows::<(i64, String, Option<String>)>(what, qr)?;
-        if let Scope::User { broadcaster_id, .. } = scope {
-            self.fill_from_chat(broadcaster_id, bucket, body, &mut found)
-                .await?;
-        }
-        let rows = found
-            .into_iter()
-            .map(|(sent_ts, message_id, message)| ChatRow {
+        let row =
+            |(sent_ts, message_id, message): (i64, String, Option<String>), user_id| ChatRow {
                 sent_ts,
                 message_id,
                 message: message.unwrap_or_default(),
-            })
-            .collect();
+                user_id,
+            };
+        let rows = match scope {
+            Scope::Channel { .. } => rows::<(i64, String, Option<String>, Option<i64>)>(what, qr)?
+                .into_iter()
+                .map(|(ts, id, m, u)| row((ts, id, m), u))
+                .collect(),
+            Scope::User {
+                broadcaster_id,
+                user_id,
+            } => {
+                let mut found = rows::<(i64, String, Option<String>)>(what, qr)?;
+                self.fill_from_chat(broadcaster_id, bucket, body, &mut found)
+                    .await?;
+                found.into_iter().map(|r| row(r, Some(user_id))).collect()
+            }
+        };
         Ok((rows, next))
     }
 

@@ -81,6 +81,8 @@ pub struct ChatRow {
     pub message_id: String,
     /// The API's `message` JSON string, rendered at ingest.
     pub message: String,
+    /// The chatter's numeric id as stored (none when Twitch's was not a number).
+    pub user_id: Option<i64>,
 }
 
 /// One page from Cassandra: rows and, when there are more, the paging state after them.

@@ -107,6 +107,7 @@ fn row(ts: i64, id: &str) -> ChatRow {
         sent_ts: ts,
         message_id: id.to_string(),
         message: format!("{{\"id\": \"{id}\"}}"),
+        user_id: None,
     }
 }
 

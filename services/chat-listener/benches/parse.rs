@@ -1,4 +1,4 @@
-//! Parsing throughput on realistic Twitch lines (`tests/fixtures/twitch_lines.txt`), in lines/s.
+//! Parsing throughput on realistic Twitch lines (`services/twitch-irc/tests/fixtures/twitch_lines.txt`), in lines/s.
 //!
 //! * `ours/parse`: [`irc::parse`] alone (lazy: finds the parts, splits nothing).
 //! * `ours/parse+tags`: parse, then walk every tag and unescape its value, the work a consumer
@@ -22,7 +22,7 @@ use chat_listener::irc;
 use chat_listener::record::{self, Derived, Record, RoomStates};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-const FIXTURE: &str = include_str!("../tests/fixtures/twitch_lines.txt");
+const FIXTURE: &str = include_str!("../../twitch-irc/tests/fixtures/twitch_lines.txt");
 
 fn lines() -> Vec<&'static str> {
     FIXTURE.lines().collect()

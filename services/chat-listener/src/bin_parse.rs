@@ -258,7 +258,7 @@ fn read_line_bounded(
 mod tests {
     use super::*;
 
-    const FIXTURE: &str = include_str!("../tests/fixtures/twitch_lines.txt");
+    const FIXTURE: &str = include_str!("../../twitch-irc/tests/fixtures/twitch_lines.txt");
 
     fn run(input: &[u8]) -> (Vec<serde_json::Value>, ParseSummary) {
         let mut out = Vec::new();

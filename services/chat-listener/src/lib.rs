@@ -1,8 +1,6 @@
 //! chat-listener: joins the chats of live channels and publishes what is said.
 //!
-//! * [`irc`]: zero-copy IRCv3 line parsing (tags, prefix, command, params, trailing).
-//! * [`record`]: parsed lines → the `tci-schemas` wire types (chat messages, moderation events,
-//!   merged room state).
+//! * [`irc`], [`record`]: the `tci-irc` crate's parser and record builders, re-exported.
 //! * [`channels`]: which channels this replica owns (live-streams consumer group, TTL).
 //! * [`pool`]: the IRC-over-WebSocket connections (login, JOIN rate limit, keep-alive, reconnect).
 //! * [`publish`]: Avro to Kafka with backpressure and duplicate suppression.
@@ -14,12 +12,12 @@ pub mod app;
 pub mod bin_parse;
 pub mod channels;
 pub mod config;
-pub mod irc;
 pub mod metrics;
 pub mod optout;
 pub mod pool;
 pub mod publish;
-pub mod record;
+
+pub use tci_irc::{irc, record};
 
 pub use app::App;
 pub use config::Config;

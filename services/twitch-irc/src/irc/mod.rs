@@ -6,7 +6,7 @@
 //! copied.
 //!
 //! ```
-//! use chat_listener::irc;
+//! use tci_irc::irc;
 //!
 //! let m = irc::parse("@display-name=A\\sB;mod=1 :a!a@a.tmi.twitch.tv PRIVMSG #chan :hi there").unwrap();
 //! assert_eq!(m.command(), "PRIVMSG");

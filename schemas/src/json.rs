@@ -108,8 +108,29 @@ impl PyJson {
     /// An integer.
     pub fn int(&mut self, i: i64) -> &mut Self {
         self.before_value();
-        self.out.push_str(&i.to_string());
+        self.out.push_str(itoa::Buffer::new().format(i));
         self
+    }
+
+    /// An integer as a string (`"29"`).
+    pub fn int_string(&mut self, i: i64) -> &mut Self {
+        self.before_value();
+        self.out.push('"');
+        self.out.push_str(itoa::Buffer::new().format(i));
+        self.out.push('"');
+        self
+    }
+
+    /// Empties the document to write another, keeping the buffer.
+    pub fn clear(&mut self) {
+        self.out.clear();
+        self.stack.clear();
+        self.after_key = false;
+    }
+
+    /// The document written so far.
+    pub fn as_str(&self) -> &str {
+        &self.out
     }
 
     /// `null`.

@@ -224,27 +224,108 @@ impl ChatMessage {
     /// Writes the `message` object into `j` (used by [`Self::to_spec_json`] and by callers that
     /// embed the object in a larger document).
     pub fn write_spec_json(&self, j: &mut PyJson) {
+        self.view().write_spec_json(j);
+    }
+
+    /// The message's fields, borrowed: what [`MessageView::write_spec_json`] renders.
+    pub fn view(&self) -> MessageView<'_> {
+        let (r, u) = (&self.room, &self.user);
+        MessageView {
+            text: &self.text,
+            is_me: self.is_me,
+            bits: self.bits,
+            sent_timestamp: self.sent_timestamp,
+            reply_parent_msg_id: self.reply_parent_msg_id.as_deref(),
+            reply_parent_user_id: self.reply_parent_user_id.as_deref(),
+            reply_parent_user_login: self.reply_parent_user_login.as_deref(),
+            reply_parent_display_name: self.reply_parent_display_name.as_deref(),
+            reply_parent_msg_body: self.reply_parent_msg_body.as_deref(),
+            reply_thread_parent_msg_id: self.reply_thread_parent_msg_id.as_deref(),
+            reply_thread_parent_user_login: self.reply_thread_parent_user_login.as_deref(),
+            emotes: self.emotes.as_deref(),
+            id: &self.id,
+            room_name: &r.name,
+            room_id: &r.room_id,
+            settings: RoomSettings::of(r),
+            user_name: &u.name,
+            badge_info: u.badge_info.as_deref(),
+            badges: u.badges.as_deref(),
+            color: u.color.as_deref(),
+            display_name: &u.display_name,
+            is_mod: u.is_mod,
+            subscriber: u.subscriber,
+            turbo: u.turbo,
+            user_id: &u.id,
+            user_type: u.user_type.as_deref(),
+            vip: u.vip,
+        }
+    }
+
+    /// The chatter's numeric id, when the user-id tag is a number.
+    pub fn user_id(&self) -> Option<i64> {
+        self.user.id.parse().ok()
+    }
+}
+
+/// A chat message's fields, borrowed, in the order of the `message` JSON: what
+/// [`ChatMessage::view`] lends, and what `tci-irc` fills straight from a stored IRC line (no
+/// record in between) to render pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageView<'a> {
+    pub text: &'a str,
+    pub is_me: bool,
+    pub bits: i32,
+    pub sent_timestamp: i64,
+    pub reply_parent_msg_id: Option<&'a str>,
+    pub reply_parent_user_id: Option<&'a str>,
+    pub reply_parent_user_login: Option<&'a str>,
+    pub reply_parent_display_name: Option<&'a str>,
+    pub reply_parent_msg_body: Option<&'a str>,
+    pub reply_thread_parent_msg_id: Option<&'a str>,
+    pub reply_thread_parent_user_login: Option<&'a str>,
+    pub emotes: Option<&'a [Emote]>,
+    pub id: &'a str,
+    pub room_name: &'a str,
+    pub room_id: &'a str,
+    pub settings: RoomSettings,
+    pub user_name: &'a str,
+    pub badge_info: Option<&'a [Badge]>,
+    pub badges: Option<&'a [Badge]>,
+    pub color: Option<&'a str>,
+    pub display_name: &'a str,
+    pub is_mod: bool,
+    pub subscriber: bool,
+    pub turbo: bool,
+    pub user_id: &'a str,
+    pub user_type: Option<&'a str>,
+    pub vip: bool,
+}
+
+impl MessageView<'_> {
+    /// Writes the `message` object into `j`, in the original service's exact format and key
+    /// order.
+    pub fn write_spec_json(&self, j: &mut PyJson) {
         j.begin_object();
-        j.key("text").string(&self.text);
+        j.key("text").string(self.text);
         j.key("is_me").bool(self.is_me);
         j.key("bits").int(i64::from(self.bits));
         j.key("sent_timestamp").int(self.sent_timestamp);
         j.key("reply_parent_msg_id")
-            .opt_string(self.reply_parent_msg_id.as_deref());
+            .opt_string(self.reply_parent_msg_id);
         j.key("reply_parent_user_id")
-            .opt_string(self.reply_parent_user_id.as_deref());
+            .opt_string(self.reply_parent_user_id);
         j.key("reply_parent_user_login")
-            .opt_string(self.reply_parent_user_login.as_deref());
+            .opt_string(self.reply_parent_user_login);
         j.key("reply_parent_display_name")
-            .opt_string(self.reply_parent_display_name.as_deref());
+            .opt_string(self.reply_parent_display_name);
         j.key("reply_parent_msg_body")
-            .opt_string(self.reply_parent_msg_body.as_deref());
+            .opt_string(self.reply_parent_msg_body);
         j.key("reply_thread_parent_msg_id")
-            .opt_string(self.reply_thread_parent_msg_id.as_deref());
+            .opt_string(self.reply_thread_parent_msg_id);
         j.key("reply_thread_parent_user_login")
-            .opt_string(self.reply_thread_parent_user_login.as_deref());
+            .opt_string(self.reply_thread_parent_user_login);
         j.key("emotes");
-        match &self.emotes {
+        match self.emotes {
             None => j.null(),
             Some(emotes) => {
                 j.begin_object();
@@ -252,8 +333,8 @@ impl ChatMessage {
                     j.key(&e.id).begin_array();
                     for p in &e.positions {
                         j.begin_object();
-                        j.key("start_position").string(&p.start.to_string());
-                        j.key("end_position").string(&p.end.to_string());
+                        j.key("start_position").int_string(i64::from(p.start));
+                        j.key("end_position").int_string(i64::from(p.end));
                         j.end_object();
                     }
                     j.end_array();
@@ -261,41 +342,131 @@ impl ChatMessage {
                 j.end_object();
             }
         }
-        j.key("id").string(&self.id);
+        j.key("id").string(self.id);
         j.key("room").begin_object();
-        let r = &self.room;
-        j.key("name").string(&r.name);
+        let r = self.settings;
+        j.key("name").string(self.room_name);
         j.key("is_emote_only").bool(r.is_emote_only);
         j.key("is_subs_only").bool(r.is_subs_only);
         j.key("is_followers_only").bool(r.is_followers_only);
         j.key("is_unique_only").bool(r.is_unique_only);
         j.key("follower_only_delay")
             .int(i64::from(r.follower_only_delay));
-        j.key("room_id").string(&r.room_id);
+        j.key("room_id").string(self.room_id);
         j.key("slow").int(i64::from(r.slow));
         j.end_object();
         j.key("user").begin_object();
-        let u = &self.user;
-        j.key("name").string(&u.name);
+        j.key("name").string(self.user_name);
         j.key("badge_info");
-        write_badges(j, u.badge_info.as_deref());
+        write_badges(j, self.badge_info);
         j.key("badges");
-        write_badges(j, u.badges.as_deref());
-        j.key("color").opt_string(u.color.as_deref());
-        j.key("display_name").string(&u.display_name);
-        j.key("mod").bool(u.is_mod);
-        j.key("subscriber").bool(u.subscriber);
-        j.key("turbo").bool(u.turbo);
-        j.key("id").string(&u.id);
-        j.key("user_type").opt_string(u.user_type.as_deref());
-        j.key("vip").bool(u.vip);
+        write_badges(j, self.badges);
+        j.key("color").opt_string(self.color);
+        j.key("display_name").string(self.display_name);
+        j.key("mod").bool(self.is_mod);
+        j.key("subscriber").bool(self.subscriber);
+        j.key("turbo").bool(self.turbo);
+        j.key("id").string(self.user_id);
+        j.key("user_type").opt_string(self.user_type);
+        j.key("vip").bool(self.vip);
         j.end_object();
         j.end_object();
     }
+}
 
-    /// The chatter's numeric id, when the user-id tag is a number.
-    pub fn user_id(&self) -> Option<i64> {
-        self.user.id.parse().ok()
+/// A room's chat settings without its name and id: what storage keeps next to a raw line to
+/// render the message's `room` (the line itself names the channel and carries its id).
+/// Stored as text in ROOMSTATE's own tag syntax, readable in cqlsh:
+/// `emote-only=0;followers-only=-1;r9k=0;slow=0;subs-only=0` (`followers-only=-1`: off), and
+/// `;room-id=<id>` after it only when the room's id is not the message's broadcaster id (a
+/// ROOMSTATE that disagreed with the line's `room-id`; seen in real captures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RoomSettings {
+    pub is_emote_only: bool,
+    pub is_subs_only: bool,
+    pub is_followers_only: bool,
+    pub is_unique_only: bool,
+    pub follower_only_delay: i32,
+    pub slow: i32,
+}
+
+impl RoomSettings {
+    /// The settings of `room`.
+    pub fn of(room: &Room) -> Self {
+        Self {
+            is_emote_only: room.is_emote_only,
+            is_subs_only: room.is_subs_only,
+            is_followers_only: room.is_followers_only,
+            is_unique_only: room.is_unique_only,
+            follower_only_delay: room.follower_only_delay,
+            slow: room.slow,
+        }
+    }
+
+    /// The stored text of `room` for a message of `broadcaster_id`. `None` when the room has no
+    /// text form (followers-only off with a delay, a negative slow, a room id with `;`): storage
+    /// then keeps the rendered JSON instead.
+    pub fn encode(room: &Room, broadcaster_id: i64) -> Option<String> {
+        let s = Self::of(room);
+        let followers = match (s.is_followers_only, s.follower_only_delay) {
+            (true, d) if d >= 0 => d,
+            (false, 0) => -1,
+            _ => return None,
+        };
+        if s.slow < 0 || room.room_id.contains(';') {
+            return None;
+        }
+        let mut text = format!(
+            "emote-only={};followers-only={followers};r9k={};slow={};subs-only={}",
+            u8::from(s.is_emote_only),
+            u8::from(s.is_unique_only),
+            s.slow,
+            u8::from(s.is_subs_only),
+        );
+        if room.room_id != broadcaster_id.to_string() {
+            text.push_str(";room-id=");
+            text.push_str(&room.room_id);
+        }
+        Some(text)
+    }
+
+    /// Reads [`Self::encode`]'s text: the settings and the room id when one is given. `None`
+    /// when the text is not exactly that form.
+    pub fn decode(text: &str) -> Option<(Self, Option<&str>)> {
+        let mut it = text.split(';');
+        let mut next = |key: &str| -> Option<i32> {
+            let (k, v) = it.next()?.split_once('=')?;
+            if k != key || v.is_empty() || (v.len() > 1 && v.starts_with('0')) {
+                return None;
+            }
+            v.parse().ok()
+        };
+        let flag = |v: i32| match v {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        };
+        let emote = flag(next("emote-only")?)?;
+        let followers = next("followers-only")?;
+        let r9k = flag(next("r9k")?)?;
+        let slow = next("slow")?;
+        let subs = flag(next("subs-only")?)?;
+        let room_id = match it.next() {
+            None => None,
+            Some(kv) => Some(kv.strip_prefix("room-id=")?),
+        };
+        if it.next().is_some() || followers < -1 || slow < 0 {
+            return None;
+        }
+        let settings = Self {
+            is_emote_only: emote,
+            is_subs_only: subs,
+            is_followers_only: followers >= 0,
+            is_unique_only: r9k,
+            follower_only_delay: followers.max(0),
+            slow,
+        };
+        Some((settings, room_id))
     }
 }
 

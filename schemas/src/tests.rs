@@ -219,3 +219,45 @@ proptest::proptest! {
         proptest::prop_assert_eq!(parsed["user"]["display_name"].as_str(), Some(name.as_str()));
     }
 }
+
+#[test]
+fn room_settings_round_trip_through_their_stored_text() {
+    let mut room = Room {
+        name: "c".into(),
+        room_id: "42".into(),
+        ..Room::default()
+    };
+    assert_eq!(
+        RoomSettings::encode(&room, 42).as_deref(),
+        Some("emote-only=0;followers-only=-1;r9k=0;slow=0;subs-only=0")
+    );
+    room.is_emote_only = true;
+    room.is_followers_only = true;
+    room.follower_only_delay = 10;
+    room.is_unique_only = true;
+    room.slow = 120;
+    room.is_subs_only = true;
+    let text = RoomSettings::encode(&room, 7).unwrap();
+    assert_eq!(
+        text,
+        "emote-only=1;followers-only=10;r9k=1;slow=120;subs-only=1;room-id=42"
+    );
+    assert_eq!(
+        RoomSettings::decode(&text),
+        Some((RoomSettings::of(&room), Some("42")))
+    );
+    // No text form: storage keeps the JSON.
+    room.is_followers_only = false;
+    assert_eq!(RoomSettings::encode(&room, 42), None);
+    for bad in [
+        "",
+        "emote-only=2;followers-only=-1;r9k=0;slow=0;subs-only=0",
+        "emote-only=0;followers-only=-2;r9k=0;slow=0;subs-only=0",
+        "emote-only=0;followers-only=-1;r9k=0;slow=01;subs-only=0",
+        "emote-only=0;followers-only=-1;r9k=0;slow=0",
+        "emote-only=0;followers-only=-1;r9k=0;slow=0;subs-only=0;x=1",
+        "emote-only=0;followers-only=-1;r9k=0;slow=0;subs-only=0;room-id=1;y",
+    ] {
+        assert_eq!(RoomSettings::decode(bad), None, "{bad}");
+    }
+}

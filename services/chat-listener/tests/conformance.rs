@@ -224,6 +224,46 @@ fn every_valid_content_line_becomes_a_record_that_keeps_the_line() {
     );
 }
 
+/// Storage keeps a chat message as its raw line and room settings only, and the API renders the
+/// `message` JSON from those (`tci_irc::record::render_message_json`). On every real chat line
+/// of the corpus that rendering must be byte for byte the record's own JSON; chat-ingestor
+/// checks the same for every message before it drops the JSON, so this count is what the
+/// archive would have to keep as JSON (expected: none).
+#[test]
+fn every_chat_record_renders_from_its_stored_line_exactly() {
+    let c = corpus();
+    let outcomes = run(&c);
+    let (mut chats, mut differ) = (0, Vec::new());
+    let mut j = tci_schemas::PyJson::default();
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let Outcome::Chat(m, _) = outcome else {
+            continue;
+        };
+        chats += 1;
+        j.clear();
+        let line = m.raw_line.as_deref().expect("raw line kept");
+        let settings = tci_schemas::RoomSettings::encode(&m.room, m.broadcaster_id).unwrap();
+        match record::render_message_json(line, m.broadcaster_id, m.received_at, &settings, &mut j)
+        {
+            Ok(()) if j.as_str() == m.to_spec_json() => {}
+            Ok(()) => differ.push(format!(
+                "line {}:\n  record  {}\n  render  {}",
+                i + 1,
+                m.to_spec_json(),
+                j.as_str()
+            )),
+            Err(e) => differ.push(format!("line {}: {e}", i + 1)),
+        }
+    }
+    assert!(chats > 200, "only {chats} chat records");
+    assert!(
+        differ.is_empty(),
+        "{} of {chats} differ:\n{}",
+        differ.len(),
+        differ.join("\n")
+    );
+}
+
 /// The other side: the corpus's deliberately broken lines (`edge`) that are not IRC at all are
 /// refused with a reason, not turned into records, and nothing refused is a valid content line.
 #[test]

@@ -1,6 +1,10 @@
 //! PRIVMSG → [`ChatMessage`].
 
-use tci_schemas::{Badge, ChatMessage, Emote, EmotePosition, Room, Tag, User};
+use std::borrow::Cow;
+
+use tci_schemas::{
+    Badge, ChatMessage, Emote, EmotePosition, MessageView, PyJson, Room, RoomSettings, Tag, User,
+};
 
 use super::room::{flag, RoomStates};
 use super::RecordError;
@@ -33,79 +37,31 @@ pub fn build_chat_message(
     received_at_ms: i64,
     derived: &mut Derived,
 ) -> Result<ChatMessage, RecordError> {
-    if msg.command() != "PRIVMSG" {
-        return Err(RecordError::WrongCommand {
-            expected: "PRIVMSG",
-            got: msg.command().to_owned(),
-        });
-    }
-    let channel = msg.channel().ok_or(RecordError::MissingChannel)?;
-    let login = msg.nick().ok_or(RecordError::MissingPrefix)?;
-    let body = msg.text().ok_or(RecordError::MissingText)?;
-
-    // One pass over the tags: remember the raw values we need, unescape every value once for
-    // raw_tags.
-    let mut t = Known::default();
     let mut raw_tags = Vec::with_capacity(24);
-    for (key, raw) in msg.tags() {
-        let value = unescape(raw);
-        match key {
-            "id" => t.id = Some(raw),
-            "room-id" => t.room_id = Some(raw),
-            "tmi-sent-ts" => t.sent = Some(raw),
-            "bits" => t.bits = Some(raw),
-            "emotes" => t.emotes = Some(raw),
-            "badge-info" => t.badge_info = Some(raw),
-            "badges" => t.badges = Some(raw),
-            "color" => t.color = Some(raw),
-            "display-name" => t.display_name = Some(raw),
-            "mod" => t.is_mod = flag(raw),
-            "subscriber" => t.subscriber = flag(raw),
-            "turbo" => t.turbo = flag(raw),
-            "user-id" => t.user_id = Some(raw),
-            "user-type" => t.user_type = Some(raw),
-            "vip" => t.vip = true,
-            "reply-parent-msg-id" => t.reply_parent_msg_id = Some(raw),
-            "reply-parent-user-id" => t.reply_parent_user_id = Some(raw),
-            "reply-parent-user-login" => t.reply_parent_user_login = Some(raw),
-            "reply-parent-display-name" => t.reply_parent_display_name = Some(raw),
-            "reply-parent-msg-body" => t.reply_parent_msg_body = Some(raw),
-            "reply-thread-parent-msg-id" => t.reply_thread_parent_msg_id = Some(raw),
-            "reply-thread-parent-user-login" => t.reply_thread_parent_user_login = Some(raw),
-            _ => {}
-        }
+    let line = ChatLine::read(msg, |key, raw| {
         raw_tags.push(Tag {
             key: key.to_owned(),
-            value: value.into_owned(),
+            value: unescape(raw).into_owned(),
         });
-    }
-
-    let (room_id_raw, broadcaster_id, sent_timestamp) =
-        room_and_time(channel, t.room_id, t.sent, rooms, received_at_ms, derived)?;
+    })?;
+    let (room_id_raw, broadcaster_id, sent_timestamp) = room_and_time(
+        line.channel,
+        line.t.room_id,
+        line.t.sent,
+        rooms,
+        received_at_ms,
+        derived,
+    )?;
+    let ChatLine {
+        channel,
+        login,
+        body,
+        t,
+    } = line;
     let (text, is_me) = strip_action(body);
-    let id = match t.id.filter(|i| !i.is_empty()) {
-        Some(i) => unescape(i).into_owned(),
-        None => {
-            derived.id = true;
-            let sender = t.user_id.filter(|u| !u.is_empty()).unwrap_or(login);
-            if derived.sent_timestamp {
-                // Nothing in the line tells two sends apart but the line itself.
-                derived_message_id(&[room_id_raw, sender, msg.raw()])
-            } else {
-                derived_message_id(&[room_id_raw, sender, &sent_timestamp.to_string(), body])
-            }
-        }
-    };
-    // `bits` and `emotes` are metadata: a malformed value must not cost the archive the message.
-    // It degrades to "none" here and stays, verbatim, in `raw_tags`.
-    let bits = match t.bits {
-        None | Some("") => 0,
-        Some(b) => b.parse::<i32>().ok().filter(|b| *b >= 0).unwrap_or(0),
-    };
-    let emotes = match t.emotes {
-        None | Some("") => None,
-        Some(e) => parse_emotes(e).ok().filter(|v| !v.is_empty()),
-    };
+    let id = message_id(msg, &t, login, body, room_id_raw, sent_timestamp, derived).into_owned();
+    let bits = bits_of(t.bits);
+    let emotes = emotes_of(t.emotes);
 
     let room = match rooms.get(channel) {
         Some(r) if r.room_id.is_empty() => Room {
@@ -161,6 +117,216 @@ pub fn build_chat_message(
         raw_tags,
         raw_line: Some(msg.raw().to_owned()),
     })
+}
+
+/// What a PRIVMSG line says, borrowed from it: the builder's and the renderer's common start.
+struct ChatLine<'a> {
+    channel: &'a str,
+    login: &'a str,
+    body: &'a str,
+    t: Known<'a>,
+}
+
+impl<'a> ChatLine<'a> {
+    /// Checks the command and reads channel, sender, text and the known tags in one pass over
+    /// the tags, handing every tag to `each` as well.
+    fn read(
+        msg: &Message<'a>,
+        mut each: impl FnMut(&'a str, &'a str),
+    ) -> Result<Self, RecordError> {
+        if msg.command() != "PRIVMSG" {
+            return Err(RecordError::WrongCommand {
+                expected: "PRIVMSG",
+                got: msg.command().to_owned(),
+            });
+        }
+        let channel = msg.channel().ok_or(RecordError::MissingChannel)?;
+        let login = msg.nick().ok_or(RecordError::MissingPrefix)?;
+        let body = msg.text().ok_or(RecordError::MissingText)?;
+        let mut t = Known::default();
+        for (key, raw) in msg.tags() {
+            match key {
+                "id" => t.id = Some(raw),
+                "room-id" => t.room_id = Some(raw),
+                "tmi-sent-ts" => t.sent = Some(raw),
+                "bits" => t.bits = Some(raw),
+                "emotes" => t.emotes = Some(raw),
+                "badge-info" => t.badge_info = Some(raw),
+                "badges" => t.badges = Some(raw),
+                "color" => t.color = Some(raw),
+                "display-name" => t.display_name = Some(raw),
+                "mod" => t.is_mod = flag(raw),
+                "subscriber" => t.subscriber = flag(raw),
+                "turbo" => t.turbo = flag(raw),
+                "user-id" => t.user_id = Some(raw),
+                "user-type" => t.user_type = Some(raw),
+                "vip" => t.vip = true,
+                "reply-parent-msg-id" => t.reply_parent_msg_id = Some(raw),
+                "reply-parent-user-id" => t.reply_parent_user_id = Some(raw),
+                "reply-parent-user-login" => t.reply_parent_user_login = Some(raw),
+                "reply-parent-display-name" => t.reply_parent_display_name = Some(raw),
+                "reply-parent-msg-body" => t.reply_parent_msg_body = Some(raw),
+                "reply-thread-parent-msg-id" => t.reply_thread_parent_msg_id = Some(raw),
+                "reply-thread-parent-user-login" => t.reply_thread_parent_user_login = Some(raw),
+                _ => {}
+            }
+            each(key, raw);
+        }
+        Ok(Self {
+            channel,
+            login,
+            body,
+            t,
+        })
+    }
+}
+
+/// The message's id: the `id` tag, else [`derived_message_id`] (flagged in `derived`).
+fn message_id<'a>(
+    msg: &Message<'a>,
+    t: &Known<'a>,
+    login: &str,
+    body: &str,
+    room_id_raw: &str,
+    sent_timestamp: i64,
+    derived: &mut Derived,
+) -> Cow<'a, str> {
+    match t.id.filter(|i| !i.is_empty()) {
+        Some(i) => unescape(i),
+        None => {
+            derived.id = true;
+            let sender = t.user_id.filter(|u| !u.is_empty()).unwrap_or(login);
+            Cow::Owned(if derived.sent_timestamp {
+                // Nothing in the line tells two sends apart but the line itself.
+                derived_message_id(&[room_id_raw, sender, msg.raw()])
+            } else {
+                derived_message_id(&[room_id_raw, sender, &sent_timestamp.to_string(), body])
+            })
+        }
+    }
+}
+
+/// `bits` and `emotes` are metadata: a malformed value must not cost the archive the message.
+/// It degrades to "none" here and stays, verbatim, in the raw line.
+fn bits_of(raw: Option<&str>) -> i32 {
+    match raw {
+        None | Some("") => 0,
+        Some(b) => b.parse::<i32>().ok().filter(|b| *b >= 0).unwrap_or(0),
+    }
+}
+
+/// See [`bits_of`].
+fn emotes_of(raw: Option<&str>) -> Option<Vec<Emote>> {
+    match raw {
+        None | Some("") => None,
+        Some(e) => parse_emotes(e).ok().filter(|v| !v.is_empty()),
+    }
+}
+
+/// Renders the API's `message` JSON of a stored PRIVMSG line into `j`: byte for byte what
+/// [`build_chat_message`] followed by [`ChatMessage::to_spec_json`] gives for the line when the
+/// channel's room was `room_state` ([`RoomSettings::encode`]'s text), the channel's id
+/// `broadcaster_id` (used when the line has no `room-id`) and the line was read at
+/// `received_at_ms`, without building the record.
+///
+/// The room's name is the line's channel; its id is the one `room_state` names, else the line's.
+/// chat-ingestor stores a line without its JSON only after checking that it renders the record's
+/// JSON exactly, so a record this cannot reproduce keeps its JSON.
+pub fn render_message_json(
+    line: &str,
+    broadcaster_id: i64,
+    received_at_ms: i64,
+    room_state: &str,
+    j: &mut PyJson,
+) -> Result<(), RecordError> {
+    let (settings, stored_room_id) =
+        RoomSettings::decode(room_state).ok_or_else(|| RecordError::InvalidTag {
+            tag: "room_state",
+            value: room_state.to_owned(),
+            expected: "emote-only=N;followers-only=N;r9k=N;slow=N;subs-only=N[;room-id=ID]",
+        })?;
+    let msg = crate::irc::parse(line).map_err(|e| RecordError::Unparsable {
+        reason: e.to_string(),
+    })?;
+    let ChatLine {
+        channel,
+        login,
+        body,
+        t,
+    } = ChatLine::read(&msg, |_, _| {})?;
+    let mut derived = Derived::default();
+    let known;
+    let room_id_raw = match t.room_id.filter(|r| !r.is_empty()) {
+        Some(r) => r,
+        None => {
+            known = broadcaster_id.to_string();
+            known.as_str()
+        }
+    };
+    let sent_timestamp = match t.sent.filter(|s| !s.is_empty()) {
+        Some(s) => parse_i64("tmi-sent-ts", s)?,
+        None => {
+            derived.sent_timestamp = true;
+            received_at_ms
+        }
+    };
+    let (text, is_me) = strip_action(body);
+    let id = message_id(
+        &msg,
+        &t,
+        login,
+        body,
+        room_id_raw,
+        sent_timestamp,
+        &mut derived,
+    );
+    let emotes = emotes_of(t.emotes);
+    let badge_info = t.badge_info.and_then(parse_badges);
+    let badges = t.badges.and_then(parse_badges);
+    let reply = [
+        non_empty_cow(t.reply_parent_msg_id),
+        non_empty_cow(t.reply_parent_user_id),
+        non_empty_cow(t.reply_parent_user_login),
+        non_empty_cow(t.reply_parent_display_name),
+        non_empty_cow(t.reply_parent_msg_body),
+        non_empty_cow(t.reply_thread_parent_msg_id),
+        non_empty_cow(t.reply_thread_parent_user_login),
+    ];
+    let display_name = t.display_name.map(unescape).unwrap_or_default();
+    let user_id = t.user_id.map(unescape).unwrap_or_default();
+    let color = non_empty_cow(t.color);
+    let user_type = non_empty_cow(t.user_type);
+    MessageView {
+        text,
+        is_me,
+        bits: bits_of(t.bits),
+        sent_timestamp,
+        reply_parent_msg_id: reply[0].as_deref(),
+        reply_parent_user_id: reply[1].as_deref(),
+        reply_parent_user_login: reply[2].as_deref(),
+        reply_parent_display_name: reply[3].as_deref(),
+        reply_parent_msg_body: reply[4].as_deref(),
+        reply_thread_parent_msg_id: reply[5].as_deref(),
+        reply_thread_parent_user_login: reply[6].as_deref(),
+        emotes: emotes.as_deref(),
+        id: &id,
+        room_name: channel,
+        room_id: stored_room_id.unwrap_or(room_id_raw),
+        settings,
+        user_name: login,
+        badge_info: badge_info.as_deref(),
+        badges: badges.as_deref(),
+        color: color.as_deref(),
+        display_name: &display_name,
+        is_mod: t.is_mod,
+        subscriber: t.subscriber,
+        turbo: t.turbo,
+        user_id: &user_id,
+        user_type: user_type.as_deref(),
+        vip: t.vip,
+    }
+    .write_spec_json(j);
+    Ok(())
 }
 
 /// The channel's room id (the `room-id` tag, else the channel's known id), that id as a number,
@@ -268,6 +434,11 @@ pub(crate) fn parse_i64(tag: &'static str, raw: &str) -> Result<i64, RecordError
         value: raw.to_owned(),
         expected: "a 64-bit integer",
     })
+}
+
+/// The unescaped value, borrowed when it has no escapes; `None` when absent or empty.
+fn non_empty_cow(raw: Option<&str>) -> Option<Cow<'_, str>> {
+    raw.filter(|v| !v.is_empty()).map(unescape)
 }
 
 /// The unescaped value, `None` when the tag is absent or empty.

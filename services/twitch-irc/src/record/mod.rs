@@ -12,7 +12,8 @@ mod moderation;
 mod room;
 
 pub use chat::{
-    build_chat_message, derived_message_id, parse_badges, parse_emotes, strip_action, Derived,
+    build_chat_message, derived_message_id, parse_badges, parse_emotes, render_message_json,
+    strip_action, Derived,
 };
 pub use moderation::{build_moderation_event, line_digest};
 pub use room::RoomStates;
@@ -58,6 +59,12 @@ pub enum RecordError {
     /// A PRIVMSG without trailing text.
     #[error("missing message text")]
     MissingText,
+    /// A stored line that is not an IRC message at all.
+    #[error("not an IRC line: {reason}")]
+    Unparsable {
+        /// The parser's error.
+        reason: String,
+    },
 }
 
 impl RecordError {
@@ -70,6 +77,7 @@ impl RecordError {
             Self::MissingChannel => "missing_channel",
             Self::MissingPrefix => "missing_prefix",
             Self::MissingText => "missing_text",
+            Self::Unparsable { .. } => "unparsable",
         }
     }
 }

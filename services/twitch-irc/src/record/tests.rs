@@ -638,6 +638,55 @@ fn process_dispatches_every_fixture_line() {
     assert_eq!(rooms.len(), 2);
 }
 
+#[test]
+fn every_fixture_chat_line_renders_its_record_json_from_the_line_alone() {
+    let mut rooms = RoomStates::new();
+    let mut j = tci_schemas::PyJson::default();
+    let mut checked = 0;
+    for l in FIXTURE.lines() {
+        let Ok(Record::Chat(m)) =
+            process(&parse(l).unwrap(), &mut rooms, 7, &mut Derived::default())
+        else {
+            continue;
+        };
+        j.clear();
+        let settings = tci_schemas::RoomSettings::encode(&m.room, m.broadcaster_id).unwrap();
+        render_message_json(l, m.broadcaster_id, 7, &settings, &mut j).unwrap();
+        assert_eq!(j.as_str(), m.to_spec_json(), "{l}");
+        checked += 1;
+    }
+    assert_eq!(checked, 14);
+}
+
+#[test]
+fn rendering_uses_the_stored_room_settings_and_refuses_what_is_not_a_privmsg() {
+    let l = line("PRIVMSG #sneakylol");
+    let settings = "emote-only=0;followers-only=10;r9k=0;slow=30;subs-only=0";
+    let mut j = tci_schemas::PyJson::default();
+    render_message_json(l, 24538518, 0, settings, &mut j).unwrap();
+    assert!(
+        j.as_str().contains(
+            "\"is_followers_only\": true, \"is_unique_only\": false, \"follower_only_delay\": 10"
+        ),
+        "{}",
+        j.as_str()
+    );
+    assert!(j.as_str().contains("\"slow\": 30}"), "{}", j.as_str());
+    let mut j = tci_schemas::PyJson::default();
+    assert_eq!(
+        render_message_json(":tmi.twitch.tv PING", 1, 0, settings, &mut j)
+            .unwrap_err()
+            .label(),
+        "wrong_command"
+    );
+    assert_eq!(
+        render_message_json("", 1, 0, settings, &mut j)
+            .unwrap_err()
+            .label(),
+        "unparsable"
+    );
+}
+
 proptest::proptest! {
     #[test]
     fn builders_never_panic(s in "@[a-z=;0-9\\-:,/ ]{0,60} :u!u@u (PRIVMSG|CLEARCHAT|CLEARMSG|USERNOTICE|ROOMSTATE) #c( :.{0,10})?") {

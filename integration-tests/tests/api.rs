@@ -7,11 +7,11 @@ use std::collections::HashSet;
 
 use chat_api::cursor::{Binding, CursorCodec, Position, RouteKind};
 use chat_ingestor::decode::Record;
-use chat_store::{bucket_of, cql::Body, BUCKET_MS};
+use chat_store::{bucket_of, day_of, user_shard, StoredChat, StoredChatTuple, BUCKET_MS, DAY_MS};
 use integration_tests::TestEnv;
 use scylla::client::session::Session;
 use serde_json::Value;
-use tci_schemas::{ChatMessage, ModerationEvent, ModerationKind, Room, User};
+use tci_schemas::{ChatMessage, ModerationEvent, ModerationKind};
 use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "integration-test-cursor-secret";
@@ -140,31 +140,29 @@ impl Writer {
     }
 }
 
+/// Message `n` as chat-listener builds it from Twitch's line (so storage keeps the line and the
+/// API renders the JSON from it), in a followers-only, slow-mode room.
 fn message(broadcaster_id: i64, n: usize, ts: i64, user: i64) -> ChatMessage {
-    ChatMessage {
-        broadcaster_id,
-        // Ids in a different order from the insertion order, so the clustering order matters.
-        id: format!(
-            "{:08x}-2e6a-4bd4-85e3-{n:012}",
-            (n as u32).wrapping_mul(2_654_435_761)
-        ),
-        sent_timestamp: ts,
-        received_at: ts + 5,
-        text: format!("message {n} héllo 🐸 \"quoted\""),
-        room: Room {
-            name: "sneakylol".into(),
-            is_followers_only: true,
-            room_id: broadcaster_id.to_string(),
-            ..Room::default()
-        },
-        user: User {
-            name: format!("user{user}"),
-            display_name: format!("User{user}"),
-            id: user.to_string(),
-            ..User::default()
-        },
-        ..ChatMessage::default()
-    }
+    // Ids in a different order from the insertion order, so the clustering order matters.
+    let id = format!(
+        "{:08x}-2e6a-4bd4-85e3-{n:012}",
+        (n as u32).wrapping_mul(2_654_435_761)
+    );
+    let line = format!(
+        "@badge-info=;badges=moderator/1;color=;display-name=User{user};emotes=;id={id};mod=1;room-id={broadcaster_id};subscriber=0;tmi-sent-ts={ts};turbo=0;user-id={user};user-type=mod :user{user}!user{user}@user{user}.tmi.twitch.tv PRIVMSG #sneakylol :message {n} h\u{e9}llo \u{1f438} \"quoted\" \\o/"
+    );
+    let mut rooms = tci_irc::record::RoomStates::new();
+    let roomstate = format!("@emote-only=0;followers-only=0;r9k=0;room-id={broadcaster_id};slow=10;subs-only=0 :tmi.twitch.tv ROOMSTATE #sneakylol");
+    rooms
+        .apply(&tci_irc::irc::parse(&roomstate).expect("ROOMSTATE"))
+        .expect("ROOMSTATE");
+    tci_irc::record::build_chat_message(
+        &tci_irc::irc::parse(&line).expect("PRIVMSG"),
+        &rooms,
+        ts + 5,
+        &mut Default::default(),
+    )
+    .expect("PRIVMSG")
 }
 
 /// (timestamp, message_id, message) rows, exactly as a direct CQL query returns them.
@@ -179,55 +177,63 @@ async fn cql_rows(
     end: i64,
 ) -> anyhow::Result<Vec<Row>> {
     let mut out = Vec::new();
-    let mut b = bucket_of(start);
-    while b <= bucket_of(end) {
-        let rows = match user {
-            None => {
-                s.query_unpaged(
-                    chat_store::cql::select_chat_page(ks, Body::Message),
-                    (broadcaster_id, b, start, end),
-                )
-                .await?
+    let mut scratch = tci_schemas::PyJson::default();
+    let mut push = |r: StoredChat, out: &mut Vec<Row>| -> anyhow::Result<()> {
+        r.message_json(broadcaster_id, &mut scratch)?;
+        out.push((r.sent_ts, r.message_id, scratch.as_str().to_owned()));
+        Ok(())
+    };
+    let stored =
+        |rows: scylla::response::query_result::QueryResult| -> anyhow::Result<Vec<StoredChat>> {
+            Ok(rows
+                .into_rows_result()?
+                .rows::<StoredChatTuple>()?
+                .map(|r| r.map(StoredChat::from))
+                .collect::<Result<Vec<_>, _>>()?)
+        };
+    match user {
+        None => {
+            let mut b = bucket_of(start);
+            while b <= bucket_of(end) {
+                let rows = s
+                    .query_unpaged(
+                        chat_store::cql::select_chat_page(ks),
+                        (broadcaster_id, b, start, end),
+                    )
+                    .await?;
+                for r in stored(rows)? {
+                    push(r, &mut out)?;
+                }
+                b += BUCKET_MS;
             }
-            Some(u) => {
-                // The by-user index, then each message from chat_messages by its key.
+        }
+        Some(u) => {
+            // The by-user index, day by day, then each message from chat_messages by its key.
+            let mut day = day_of(start);
+            while day <= day_of(end) {
                 let index = s
                     .query_unpaged(
-                        chat_store::cql::select_user_page(ks, Body::Message),
-                        (broadcaster_id, u, b, start, end),
+                        chat_store::cql::select_user_index_page(ks),
+                        (broadcaster_id, day, user_shard(u), u, start, end),
                     )
                     .await?
                     .into_rows_result()?
-                    .rows::<(i64, String, Option<String>)>()?
+                    .rows::<(i64, String)>()?
                     .collect::<Result<Vec<_>, _>>()?;
-                for (ts, id, message) in index {
-                    let message = match message {
-                        Some(m) => m,
-                        None => {
-                            s.query_unpaged(
-                                chat_store::cql::select_chat_row(ks),
-                                (broadcaster_id, b, ts, &id),
-                            )
-                            .await?
-                            .into_rows_result()?
-                            .single_row::<(Option<i64>, String)>()?
-                            .1
-                        }
-                    };
-                    out.push((ts, id, message));
+                for (ts, id) in index {
+                    let rows = s
+                        .query_unpaged(
+                            chat_store::cql::select_chat_row(ks),
+                            (broadcaster_id, bucket_of(ts), ts, &id),
+                        )
+                        .await?;
+                    for r in stored(rows)? {
+                        push(r, &mut out)?;
+                    }
                 }
-                b += BUCKET_MS;
-                continue;
+                day += DAY_MS;
             }
-        };
-        for r in rows
-            .into_rows_result()?
-            .rows::<(i64, String, String, Option<i64>)>()?
-        {
-            let (ts, id, message, _) = r?;
-            out.push((ts, id, message));
         }
-        b += BUCKET_MS;
     }
     Ok(out)
 }
@@ -449,7 +455,7 @@ async fn walking_a_range_returns_exactly_the_rows_cql_returns() -> anyhow::Resul
         .iter()
         .all(|(_, id, m)| by_id[id.as_str()].to_spec_json() == *m));
 
-    // User logs: one chatter, same rules, from user_chat_messages.
+    // User logs: one chatter, same rules, from user_chat_index.
     let user_expected = cql_rows(&session, &ks, B, Some(1001), start_ms, end_ms).await?;
     assert!(user_expected.len() > 250);
     let (got, _) = walk(
@@ -1014,6 +1020,7 @@ async fn raw_and_text_formats_serve_the_lines_twitch_sent() -> anyhow::Result<()
     // A row from before the raw line was kept (schema version 1): no raw line.
     let mut old = message(b, 9, t0 + 3, 8);
     old.room.name = "pajlada".into();
+    old.raw_line = None;
     records.push(Record::Chat(Box::new(old)));
     w.write_records(&records).await?;
 
@@ -1059,7 +1066,7 @@ async fn raw_and_text_formats_serve_the_lines_twitch_sent() -> anyhow::Result<()
         "[2024-09-25 22:45:17] #pajlada lahoooo: Cheer1\n\
          [2024-09-25 22:45:17] #pajlada nerixyz: 😂Kappa😂 &Kappa a  b\n\
          [2024-09-25 22:45:17] #pajlada waver: /me waves\n\
-         [2024-09-25 22:45:17] #pajlada user8: message 9 héllo 🐸 \"quoted\"\n"
+         [2024-09-25 22:45:17] #pajlada user8: message 9 héllo 🐸 \"quoted\" \\o/\n"
     );
 
     // JSON: both ranges of the repeated emote id under one key.

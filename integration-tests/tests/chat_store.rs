@@ -1,11 +1,15 @@
 //! The chat tables' contract: every statement of `chat-store` prepares against a keyspace
 //! migrated by `schemas/cql`, and what the write plan stores is what the reads return — the
-//! deletion rule included (a message deleted hours after it was sent is marked in its bucket).
+//! deletion rule included (a message deleted hours after it was sent is marked in its bucket),
+//! and a message stored as its raw line reads back as its record's JSON.
 
-use chat_store::{bucket_of, cql, cql::Body, plan, ReadStatements, Record, WriteStatements};
+use chat_store::{
+    bucket_of, cql, day_of, period_of, plan, user_shard, ReadStatements, Record, StoredChat,
+    StoredChatTuple, WriteStatements,
+};
 use integration_tests::TestEnv;
 use scylla::response::PagingState;
-use tci_schemas::{ChatMessage, ModerationEvent, ModerationKind, User};
+use tci_schemas::{ModerationEvent, ModerationKind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_statement_prepares_against_the_migrated_schema() -> anyhow::Result<()> {
@@ -35,20 +39,14 @@ async fn planned_writes_read_back_and_late_deletions_are_found() -> anyhow::Resu
     let reads = ReadStatements::prepare(&session, &ks, std::time::Duration::from_secs(10)).await?;
 
     let sent = 1_706_400_123_456;
-    let message = ChatMessage {
-        broadcaster_id: 7,
-        id: "m-1".into(),
-        sent_timestamp: sent,
-        received_at: sent + 3,
-        text: "hello".into(),
-        user: User {
-            id: "42".into(),
-            name: "bob".into(),
-            ..User::default()
-        },
-        raw_line: Some("@id=m-1 :bob!bob@bob.tmi.twitch.tv PRIVMSG #c :hello".into()),
-        ..ChatMessage::default()
-    };
+    // As the listener builds it from the line: stored as the line and the room state.
+    let line = format!("@badges=vip/1;color=#FF0000;display-name=Bob;id=m-1;room-id=7;tmi-sent-ts={sent};user-id=42 :bob!bob@bob.tmi.twitch.tv PRIVMSG #c :hello \"there\"");
+    let message = tci_irc::record::build_chat_message(
+        &tci_irc::irc::parse(&line)?,
+        &tci_irc::record::RoomStates::new(),
+        sent + 3,
+        &mut Default::default(),
+    )?;
     // Deleted five hours later (Twitch allows up to six).
     let deletion = ModerationEvent {
         broadcaster_id: 7,
@@ -85,56 +83,67 @@ async fn planned_writes_read_back_and_late_deletions_are_found() -> anyhow::Resu
                 .await?;
             anyhow::Ok(
                 qr.into_rows_result()?
-                    .rows::<(i64, String, Option<String>, Option<i64>)>()?
+                    .rows::<StoredChatTuple>()?
+                    .map(|r| r.map(StoredChat::from))
                     .collect::<Result<Vec<_>, _>>()?,
             )
         }
     };
-    let json = page(reads.chat_page(Body::Message), (7i64, bucket, sent, sent)).await?;
+    let rows = page(&reads.chat_page, (7i64, bucket, sent, sent)).await?;
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
     assert_eq!(
-        json,
-        vec![(
-            sent,
-            "m-1".to_string(),
-            Some(message.to_spec_json()),
-            Some(42)
-        )],
+        (row.sent_ts, row.message_id.as_str(), row.user_id),
+        (sent, "m-1", Some(42)),
         "a channel page carries the chatter's id"
     );
-    let raw = page(reads.chat_page(Body::RawLine), (7i64, bucket, sent, sent)).await?;
-    assert_eq!(raw[0].2, message.raw_line);
+    assert_eq!(
+        row.message, None,
+        "the line renders the JSON: none is stored"
+    );
+    assert_eq!(row.raw_line.as_deref(), Some(line.as_str()));
+    assert_eq!(
+        row.room_state.as_deref(),
+        Some("emote-only=0;followers-only=-1;r9k=0;slow=0;subs-only=0")
+    );
+    let mut j = tci_schemas::PyJson::default();
+    row.message_json(7, &mut j)?;
+    assert_eq!(
+        j.as_str(),
+        message.to_spec_json(),
+        "it reads back as the record's JSON"
+    );
+
+    let (day, shard) = (day_of(sent), user_shard(42));
     let (qr, _) = session
         .execute_single_page(
-            reads.user_page(Body::Message),
-            (7i64, 42i64, bucket, sent, sent),
+            &reads.user_days,
+            (7i64, period_of(day), shard, 42i64, day, day, 10i32),
             PagingState::start(),
         )
         .await?;
-    let index = qr
-        .into_rows_result()?
-        .rows::<(i64, String, Option<String>)>()?
-        .collect::<Result<Vec<_>, _>>()?;
+    assert_eq!(qr.into_rows_result()?.single_row::<(i64,)>()?, (day,));
+    let (qr, _) = session
+        .execute_single_page(
+            &reads.user_index_page,
+            (7i64, day, shard, 42i64, sent, sent),
+            PagingState::start(),
+        )
+        .await?;
     assert_eq!(
-        index,
-        vec![(sent, "m-1".to_string(), None)],
-        "the by-user index row carries the key, not the message"
+        qr.into_rows_result()?.single_row::<(i64, String)>()?,
+        (sent, "m-1".to_string()),
+        "the by-user index row carries the key"
     );
     let (qr, _) = session
         .execute_single_page(
-            reads.chat_by_keys(Body::Message),
+            &reads.chat_by_keys,
             (7i64, bucket, vec![(sent, "m-1")]),
             PagingState::start(),
         )
         .await?;
-    let by_key = qr
-        .into_rows_result()?
-        .rows::<(i64, String, Option<String>)>()?
-        .collect::<Result<Vec<_>, _>>()?;
-    assert_eq!(
-        by_key,
-        vec![(sent, "m-1".to_string(), Some(message.to_spec_json()))],
-        "the index row finds its message"
-    );
+    let by_key = StoredChat::from(qr.into_rows_result()?.single_row::<StoredChatTuple>()?);
+    assert_eq!(by_key, rows[0], "the index row finds its message");
     let (qr, _) = session
         .execute_single_page(
             &reads.chat_buckets,

@@ -145,6 +145,7 @@ async fn avro_record_round_trips_through_registry_kafka_and_cassandra() -> anyho
     assert_eq!(received, sent);
 
     // And Cassandra returns the exact rows.
+    let mut scratch = tci_schemas::PyJson::default();
     for m in &sent {
         let row = session
             .query_unpaged(
@@ -158,9 +159,14 @@ async fn avro_record_round_trips_through_registry_kafka_and_cassandra() -> anyho
             )
             .await?
             .into_rows_result()?
-            .single_row::<(Option<i64>, String)>()?;
-        assert_eq!(row, (Some(94880631), m.to_spec_json()));
-        let parsed: serde_json::Value = serde_json::from_str(&row.1)?;
+            .single_row::<chat_store::StoredChatTuple>()?;
+        let row = chat_store::StoredChat::from(row);
+        row.message_json(m.broadcaster_id, &mut scratch)?;
+        assert_eq!(
+            (row.user_id, scratch.as_str()),
+            (Some(94880631), m.to_spec_json().as_str())
+        );
+        let parsed: serde_json::Value = serde_json::from_str(scratch.as_str())?;
         assert_eq!(parsed["text"], m.text);
         assert_eq!(parsed["user"]["badge_info"]["subscriber"], "38");
     }

@@ -138,10 +138,19 @@ async fn ids_in_cassandra(session: &Session, ks: &str) -> anyhow::Result<Vec<Str
     let mut rows = session
         .query_iter(chat_store::cql::scan_chat(ks), ())
         .await?
-        .rows_stream::<(String, Option<String>, Option<String>)>()?;
+        .rows_stream::<(
+            i64,
+            i64,
+            String,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+        )>()?;
     let mut out = Vec::new();
     while let Some(r) = rows.next().await {
-        out.push(r?.0);
+        out.push(r?.2);
     }
     Ok(out)
 }
@@ -582,8 +591,9 @@ async fn backfill_restores_deleted_partitions_without_touching_the_live_group() 
     assert_eq!(summary.read, summary.written + summary.skipped);
 
     // The restored rows are the originals, byte for byte.
+    let mut scratch = tci_schemas::PyJson::default();
     for m in &deleted {
-        let (_, message) = session
+        let row = session
             .query_unpaged(
                 chat_store::cql::select_chat_row(&ks),
                 (
@@ -595,8 +605,9 @@ async fn backfill_restores_deleted_partitions_without_touching_the_live_group() 
             )
             .await?
             .into_rows_result()?
-            .single_row::<(Option<i64>, String)>()?;
-        assert_eq!(message, m.to_spec_json());
+            .single_row::<chat_store::StoredChatTuple>()?;
+        chat_store::StoredChat::from(row).message_json(m.broadcaster_id, &mut scratch)?;
+        assert_eq!(scratch.as_str(), m.to_spec_json());
     }
     assert_eq!(
         committed(&env, &cfg.ingest.group_id, &env.cfg.topics.chat, 3)?,

@@ -128,6 +128,11 @@ impl PyJson {
         self.after_key = false;
     }
 
+    /// Appends `text` as it is (a document written elsewhere).
+    pub fn push_raw(&mut self, text: &str) {
+        self.out.push_str(text);
+    }
+
     /// The document written so far.
     pub fn as_str(&self) -> &str {
         &self.out

@@ -55,6 +55,10 @@ pub const CQL_MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../cql/0006_storage_v2.cql"),
     ),
     ("0007_optouts.cql", include_str!("../cql/0007_optouts.cql")),
+    (
+        "0008_storage_v3.cql",
+        include_str!("../cql/0008_storage_v3.cql"),
+    ),
 ];
 
 /// A badge or badge-info entry: `name/version` in the IRC tag.

@@ -58,10 +58,7 @@ async fn main() -> anyhow::Result<()> {
     let s = std::sync::Arc::new(cassandra::connect_once(&cfg).await?);
     let mut stmt = s
         // The very query chat-api pages with, prepared here without chat-api's code.
-        .prepare(chat_store::cql::select_chat_page(
-            &a.keyspace,
-            chat_store::cql::Body::Message,
-        ))
+        .prepare(chat_store::cql::select_chat_page(&a.keyspace))
         .await?;
     stmt.set_page_size(a.limit);
     let values = (
@@ -84,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
                     .await?;
                 let rows = qr.into_rows_result()?;
                 let n = rows
-                    .rows::<(i64, String, String, Option<i64>)>()?
+                    .rows::<chat_store::StoredChatTuple>()?
                     .filter(|r| r.is_ok())
                     .count();
                 lat.push(t.elapsed());

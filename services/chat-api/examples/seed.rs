@@ -1,6 +1,8 @@
 //! Seeds a keyspace for the API benchmark and the schemathesis run: migrates it, then writes
 //! chat with the chat tables' own plan and statements (`chat-store`: messages, bucket index, user
-//! logs, CLEARMSG deletions) and streamers.
+//! logs, CLEARMSG deletions) and streamers. Every message is built from a realistic IRC line by
+//! the listener's own record builder (`tci-irc`), so it is stored as the live system stores it:
+//! the line and the room state, the JSON rendered on read.
 //!
 //! `cargo run --release -p chat-api --example seed -- --keyspace tci_bench_api`
 
@@ -10,7 +12,8 @@ use chat_store::{bucket_of, plan, Record, Write, WriteStatements, BUCKET_MS};
 use clap::Parser;
 use futures::{stream, StreamExt, TryStreamExt};
 use tci_common::{cassandra, CassandraConfig};
-use tci_schemas::{ChatMessage, ModerationEvent, ModerationKind, Room, User};
+use tci_irc::record::{build_chat_message, Derived, RoomStates};
+use tci_schemas::{ModerationEvent, ModerationKind};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -58,6 +61,11 @@ async fn main() -> anyhow::Result<()> {
     let total = args.buckets * args.per_bucket;
     let started = Instant::now();
     let mut records = Vec::with_capacity(1000);
+    let mut rooms = RoomStates::new();
+    let roomstate = format!(
+        "@emote-only=0;followers-only=0;r9k=0;room-id={b};slow=0;subs-only=0 :tmi.twitch.tv ROOMSTATE #sneakylol"
+    );
+    rooms.apply(&tci_irc::irc::parse(&roomstate).map_err(|e| anyhow::anyhow!("{e}"))?)?;
     for n in 0..total {
         let bucket_no = n / args.per_bucket;
         // Several messages per millisecond, like a busy channel.
@@ -65,30 +73,17 @@ async fn main() -> anyhow::Result<()> {
             + bucket_no * BUCKET_MS
             + (n % args.per_bucket) * (BUCKET_MS / args.per_bucket) / 3 * 3;
         let user = 100_000 + (n % 97);
-        let m = ChatMessage {
-            broadcaster_id: b,
-            id: format!(
-                "{:08x}-2e6a-4bd4-85e3-{n:012}",
-                (n as u32).wrapping_mul(2_654_435_761)
-            ),
-            sent_timestamp: ts,
-            received_at: ts + 3,
-            text: format!("@uhblivean24 message number {n} in the game eavShy"),
-            room: Room {
-                name: "sneakylol".into(),
-                is_followers_only: true,
-                room_id: b.to_string(),
-                ..Room::default()
-            },
-            user: User {
-                name: format!("user{user}"),
-                display_name: format!("User{user}"),
-                color: Some("#8A2BE2".into()),
-                id: user.to_string(),
-                ..User::default()
-            },
-            ..ChatMessage::default()
-        };
+        let id = format!(
+            "{:08x}-2e6a-4bd4-85e3-{n:012}",
+            (n as u32).wrapping_mul(2_654_435_761)
+        );
+        // "@uhblivean24 ofc in the game " is 29 code points: the emote covers eavShy.
+        let line = format!(
+            "@badge-info=subscriber/38;badges=vip/1,subscriber/36;client-nonce={:032x};color=#8A2BE2;display-name=User{user};emotes=emotesv2_a439839fd0a34aceb1712e348bf22cb8:29-34;first-msg=0;flags=;id={id};mod=0;returning-chatter=0;room-id={b};subscriber=1;tmi-sent-ts={ts};turbo=0;user-id={user};user-type=;vip=1 :user{user}!user{user}@user{user}.tmi.twitch.tv PRIVMSG #sneakylol :@uhblivean24 ofc in the game eavShy {n}",
+            u128::from(n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
+        );
+        let parsed = tci_irc::irc::parse(&line).map_err(|e| anyhow::anyhow!("{e}: {line}"))?;
+        let m = build_chat_message(&parsed, &rooms, ts + 3, &mut Derived::default())?;
         if n % 50 == 7 {
             // A moderator deletes it a moment later.
             records.push(Record::Moderation(Box::new(ModerationEvent {

@@ -29,8 +29,9 @@ pub const MAX_CURSOR_CHARS: usize = 2048;
 pub enum RouteKind {
     /// `/v1.0/{broadcaster_id}/chat`
     Chat = 1,
-    /// `/v1.0/{broadcaster_id}/users/{user_id}/chat`
-    UserChat = 2,
+    /// `/v1.0/{broadcaster_id}/users/{user_id}/chat` (its positions are days since storage v3;
+    /// 2 was its kind before, with 5-minute buckets, so those cursors no longer verify).
+    UserChat = 4,
     /// `/v1.0/streamers`
     Streamers = 3,
 }

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub page_queries: HistogramVec,
     /// `tci_chat_api_optout_filtered_total`: stored rows of opted-out chatters left out of pages.
     pub optout_filtered: IntCounter,
+    /// `tci_chat_api_render_failures_total`: stored rows served with an empty `message`.
+    pub render_failures: IntCounter,
 }
 
 /// The process-wide metrics.
@@ -58,6 +60,10 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Message-page queries issued by one API call",
         &["route"],
         vec![1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 32.0, 64.0],
+    ),
+    render_failures: telemetry::counter(
+        "tci_chat_api_render_failures_total",
+        "Stored chat rows served with an empty message because they have neither a message JSON nor a raw line that renders (written by something other than chat-ingestor); each is logged with its message id.",
     ),
     optout_filtered: telemetry::counter(
         "tci_chat_api_optout_filtered_total",

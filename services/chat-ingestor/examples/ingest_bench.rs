@@ -142,25 +142,30 @@ struct Row {
     sent_ts: i64,
     message_id: String,
     user_id: Option<i64>,
-    message: String,
+    message: Option<String>,
     received_at: i64,
     raw_line: Option<String>,
+    room_state: Option<String>,
 }
 
 /// The baseline's own write unit: rows of one partition of one table, or one index row.
 enum Unit<'a> {
     Chat(Vec<&'a Row>),
-    User(i64, Vec<&'a Row>),
+    /// Index rows of one `user_chat_index` partition: (channel, day, shard).
+    User((i64, i64, i32), Vec<&'a Row>),
     Bucket(i64, i64),
-    UserBucket(i64, i64, i64),
+    /// A `user_chat_days` row: (channel, period, shard, user, day).
+    UserDay((i64, i64, i32, i64, i64)),
 }
 
 struct Statements {
     chat: PreparedStatement,
     user: PreparedStatement,
     bucket: PreparedStatement,
-    user_bucket: PreparedStatement,
+    user_day: PreparedStatement,
 }
+
+const DAY: i64 = 86_400_000;
 
 async fn execute(s: &Session, st: &Statements, unit: &Unit<'_>) -> anyhow::Result<()> {
     match unit {
@@ -176,27 +181,28 @@ async fn execute(s: &Session, st: &Statements, unit: &Unit<'_>) -> anyhow::Resul
                         r.sent_ts,
                         r.message_id.as_str(),
                         r.user_id,
-                        r.message.as_str(),
+                        r.message.as_deref(),
                         r.received_at,
                         r.raw_line.as_deref(),
+                        r.room_state.as_deref(),
                     )
                 })
                 .collect();
             s.batch(&batch, values).await?;
         }
-        Unit::User(user_id, rows) => {
+        Unit::User((b, day, shard), rows) => {
             let mut batch = Batch::new(BatchType::Unlogged);
             let values: Vec<_> = rows
                 .iter()
                 .map(|r| {
                     batch.append_statement(st.user.clone());
                     (
-                        r.broadcaster_id,
-                        *user_id,
-                        r.bucket,
+                        *b,
+                        *day,
+                        *shard,
+                        r.user_id,
                         r.sent_ts,
                         r.message_id.as_str(),
-                        r.received_at,
                     )
                 })
                 .collect();
@@ -205,8 +211,8 @@ async fn execute(s: &Session, st: &Statements, unit: &Unit<'_>) -> anyhow::Resul
         Unit::Bucket(b, k) => {
             s.execute_unpaged(&st.bucket, (*b, *k)).await?;
         }
-        Unit::UserBucket(b, u, k) => {
-            s.execute_unpaged(&st.user_bucket, (*b, *u, *k)).await?;
+        Unit::UserDay(row) => {
+            s.execute_unpaged(&st.user_day, *row).await?;
         }
     }
     Ok(())
@@ -229,22 +235,37 @@ async fn baseline(cfg: &Config, count: u64, channels: u64, parallel: usize) -> a
     };
     let st = Statements {
         chat: prep(chat_store::cql::insert_chat(ks)).await?,
-        user: prep(chat_store::cql::insert_user_chat(ks)).await?,
+        user: prep(chat_store::cql::insert_user_index(ks)).await?,
         bucket: prep(chat_store::cql::insert_bucket(ks)).await?,
-        user_bucket: prep(chat_store::cql::insert_user_bucket(ks)).await?,
+        user_day: prep(chat_store::cql::insert_user_day(ks)).await?,
     };
+    let mut scratch = tci_schemas::PyJson::default();
     let base = tci_common::now_ms() - (count as i64 / 5);
     let rows: Vec<Row> = (0..count)
         .map(|i| {
             let m = synth(i, channels, base + (i / 5) as i64);
+            // The stored form: the line and room state, the JSON only when they do not
+            // render it.
+            let json = m.to_spec_json();
+            let room_state = tci_schemas::RoomSettings::encode(&m.room, m.broadcaster_id);
+            let renders = match (&m.raw_line, &room_state) {
+                (Some(line), Some(room)) => {
+                    scratch.clear();
+                    let (b, at) = (m.broadcaster_id, m.received_at);
+                    tci_irc::record::render_message_json(line, b, at, room, &mut scratch).is_ok()
+                        && scratch.as_str() == json
+                }
+                _ => false,
+            };
             Row {
                 broadcaster_id: m.broadcaster_id,
                 bucket: m.sent_timestamp.div_euclid(300_000) * 300_000,
                 sent_ts: m.sent_timestamp,
                 user_id: m.user.id.parse().ok(),
-                message: m.to_spec_json(),
+                message: (!renders).then_some(json),
                 received_at: m.received_at,
                 raw_line: m.raw_line.clone(),
+                room_state,
                 message_id: m.id,
             }
         })
@@ -256,25 +277,35 @@ async fn baseline(cfg: &Config, count: u64, channels: u64, parallel: usize) -> a
     let mut units: Vec<Unit<'_>> = Vec::new();
     for part in rows.chunks(chunk) {
         let mut chat: BTreeMap<(i64, i64), Vec<&Row>> = BTreeMap::new();
-        let mut user: BTreeMap<(i64, i64, i64), Vec<&Row>> = BTreeMap::new();
+        let mut user: BTreeMap<(i64, i64, i32), Vec<&Row>> = BTreeMap::new();
+        let mut days = std::collections::BTreeSet::new();
         for r in part {
             chat.entry((r.broadcaster_id, r.bucket))
                 .or_default()
                 .push(r);
             if let Some(u) = r.user_id {
-                user.entry((r.broadcaster_id, u, r.bucket))
+                let day = r.sent_ts.div_euclid(DAY) * DAY;
+                let shard = u.rem_euclid(8) as i32;
+                user.entry((r.broadcaster_id, day, shard))
                     .or_default()
                     .push(r);
+                days.insert((
+                    r.broadcaster_id,
+                    day.div_euclid(28 * DAY) * 28 * DAY,
+                    shard,
+                    u,
+                    day,
+                ));
             }
         }
         for ((b, k), rs) in chat {
             units.push(Unit::Bucket(b, k));
             units.extend(rs.chunks(max_rows).map(|c| Unit::Chat(c.to_vec())));
         }
-        for ((b, u, k), rs) in user {
-            units.push(Unit::UserBucket(b, u, k));
-            units.extend(rs.chunks(max_rows).map(|c| Unit::User(u, c.to_vec())));
+        for (key, rs) in user {
+            units.extend(rs.chunks(max_rows).map(|c| Unit::User(key, c.to_vec())));
         }
+        units.extend(days.into_iter().map(Unit::UserDay));
     }
     let started = Instant::now();
     stream::iter(units.iter().map(|u| execute(&s, &st, u)))

@@ -25,6 +25,7 @@ use std::{process::Command, sync::Arc};
 
 use anyhow::{bail, Context as _};
 use chat_ingestor::{decode::Record, writer};
+use chat_store::StoredChat;
 use futures::TryStreamExt;
 use synth::synth;
 use tci_common::cassandra;
@@ -140,20 +141,40 @@ async fn write_synthetic(
     Ok(())
 }
 
+/// `broadcaster_id` and a [`StoredChat`] ([`chat_store::cql::scan_chat`]).
+type ScanRow = (
+    i64,
+    i64,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
 async fn report(
     session: &scylla::client::session::Session,
     keyspace: &str,
 ) -> anyhow::Result<String> {
-    // Count messages and measure what the original service stored (the JSON) and the raw lines.
+    // Count messages and measure what the original service stored (the JSON, rendered from the
+    // raw line where storage keeps no JSON) and the raw lines.
     let mut rows = session
         .query_iter(chat_store::cql::scan_chat(keyspace), ())
         .await?
-        .rows_stream::<(String, Option<String>, Option<String>)>()?;
+        .rows_stream::<ScanRow>()?;
     let (mut messages, mut json_bytes, mut raw_bytes) = (0u64, 0u64, 0u64);
-    while let Some((_, message, raw)) = rows.try_next().await? {
+    let (mut kept_json, mut unrenderable) = (0u64, 0u64);
+    let mut scratch = tci_schemas::PyJson::default();
+    while let Some((b, ts, id, u, message, raw, room, at)) = rows.try_next().await? {
+        let row = StoredChat::from((ts, id, u, message, raw, room, at));
         messages += 1;
-        json_bytes += message.map_or(0, |m| m.len() as u64);
-        raw_bytes += raw.map_or(0, |r| r.len() as u64);
+        kept_json += u64::from(row.message.is_some());
+        match row.message_json(b, &mut scratch) {
+            Ok(()) => json_bytes += scratch.as_str().len() as u64,
+            Err(_) => unrenderable += 1,
+        }
+        raw_bytes += row.raw_line.map_or(0, |r| r.len() as u64);
     }
     if messages == 0 {
         bail!("{keyspace}.chat_messages is empty");
@@ -168,7 +189,7 @@ async fn report(
     let per_msg = |bytes: f64| bytes / messages as f64;
     let json_per_msg = per_msg(json_bytes as f64);
     let mut out = format!(
-        "{messages} messages in `{keyspace}`; message JSON {json_per_msg:.0} B/message, raw IRC line {:.0} B/message (uncompressed)\n\n\
+        "{messages} messages in `{keyspace}` ({kept_json} keep their JSON, {unrenderable} have no body); message JSON {json_per_msg:.0} B/message, raw IRC line {:.0} B/message (uncompressed)\n\n\
          | table | bytes on disk | bytes/message | share of the JSON |\n|---|---:|---:|---:|\n",
         per_msg(raw_bytes as f64)
     );

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub paused: IntGauge,
     pub in_flight_records: IntGauge,
     pub commits: IntCounterVec,
+    pub kept_json: IntCounter,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -94,6 +95,10 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "tci_chat_ingestor_offset_commits_total",
         "Offset commits, by result (ok, error).",
         &["result"],
+    ),
+    kept_json: counter(
+        "tci_chat_ingestor_rows_kept_as_json_total",
+        "Chat rows stored with their message JSON because their raw line does not render it byte for byte (or they have no raw line: records of Avro schema version 1). Rising on live traffic means the record builder and the renderer disagree: a bug worth a look (the data is safe, it only costs disk).",
     ),
 }
 });

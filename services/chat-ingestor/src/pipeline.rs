@@ -166,6 +166,7 @@ impl ChatSink {
             .written
             .with_label_values(&["moderation"])
             .inc_by(p.moderation_count as u64);
+        METRICS.kept_json.inc_by(p.kept_json as u64);
         Ok(())
     }
 }

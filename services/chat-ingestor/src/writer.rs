@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chat_store::{Write, WriteStatements};
+use chat_store::{plan::UserDay, Write, WriteStatements};
 use futures::{stream::FuturesUnordered, StreamExt};
 use scylla::{client::session::Session, errors::ExecutionError};
 use tci_common::{
@@ -96,7 +96,7 @@ pub struct Writer {
     settings: WriterSettings,
     pub health: Arc<Health>,
     known_buckets: Mutex<HashSet<(i64, i64)>>,
-    known_user_buckets: Mutex<HashSet<(i64, i64, i64)>>,
+    known_user_days: Mutex<HashSet<UserDay>>,
     last_warn_ms: AtomicI64,
 }
 
@@ -115,7 +115,7 @@ impl Writer {
             settings,
             health: Arc::new(Health::default()),
             known_buckets: Mutex::new(HashSet::new()),
-            known_user_buckets: Mutex::new(HashSet::new()),
+            known_user_days: Mutex::new(HashSet::new()),
             last_warn_ms: AtomicI64::new(0),
         })
     }
@@ -131,15 +131,15 @@ impl Writer {
                 .filter(|b| !known.contains(b))
                 .collect()
         };
-        let user_buckets: Vec<(i64, i64, i64)> = {
+        let user_days: Vec<UserDay> = {
             let known = self
-                .known_user_buckets
+                .known_user_days
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            plan.user_buckets
+            plan.user_days
                 .iter()
                 .copied()
-                .filter(|b| !known.contains(b))
+                .filter(|d| !known.contains(d))
                 .collect()
         };
         // Bucket-index rows this process already wrote are left out. The by-user index points
@@ -147,10 +147,10 @@ impl Writer {
         // row whose message is not there yet.
         let keep = |w: &Write<'_>| match w {
             Write::Bucket(b) => buckets.contains(b),
-            Write::UserBucket(b) => user_buckets.contains(b),
+            Write::UserDay(d) => user_days.contains(d),
             _ => true,
         };
-        let by_user = |w: &Write<'_>| matches!(w, Write::User(..) | Write::UserBucket(_));
+        let by_user = |w: &Write<'_>| matches!(w, Write::User(..) | Write::UserDay(_));
         for phase in [false, true] {
             let ops: FuturesUnordered<_> = plan
                 .writes()
@@ -160,7 +160,7 @@ impl Writer {
             settle(ops).await?;
         }
         remember(&self.known_buckets, buckets);
-        remember(&self.known_user_buckets, user_buckets);
+        remember(&self.known_user_days, user_days);
         Ok(())
     }
 

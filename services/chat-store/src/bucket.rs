@@ -11,6 +11,31 @@ pub fn bucket_of(sent_ms: i64) -> i64 {
     sent_ms.div_euclid(BUCKET_MS) * BUCKET_MS
 }
 
+/// One day: the time window of a `user_chat_index` partition.
+pub const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// 28 days: the time window of a `user_chat_days` partition.
+pub const PERIOD_MS: i64 = 28 * DAY_MS;
+
+/// How many `user_chat_index` / `user_chat_days` partitions share a channel's day / period.
+pub const USER_SHARDS: i32 = 8;
+
+/// The UTC day `sent_ms` falls in: its start in ms since the epoch (floors, like [`bucket_of`]).
+pub fn day_of(sent_ms: i64) -> i64 {
+    sent_ms.div_euclid(DAY_MS) * DAY_MS
+}
+
+/// The 28-day period (of `user_chat_days`) `ms` falls in: its start.
+pub fn period_of(ms: i64) -> i64 {
+    ms.div_euclid(PERIOD_MS) * PERIOD_MS
+}
+
+/// The by-user partition shard of a chatter: `user_id mod 8`, never negative.
+pub fn user_shard(user_id: i64) -> i32 {
+    // rem_euclid of a positive modulus is in 0..USER_SHARDS.
+    user_id.rem_euclid(i64::from(USER_SHARDS)) as i32
+}
+
 /// How long after it was sent a message can still be deleted: Twitch lets moderators delete
 /// messages sent within the last 6 hours (Helix "Delete Chat Messages").
 pub const DELETABLE_FOR_MS: i64 = 6 * 60 * 60 * 1000;
@@ -39,6 +64,21 @@ mod tests {
         assert_eq!(bucket_of(BUCKET_MS), BUCKET_MS);
         assert_eq!(bucket_of(-1), -BUCKET_MS);
         assert_eq!(bucket_of(1_706_408_359_963) % BUCKET_MS, 0);
+    }
+
+    #[test]
+    fn days_periods_and_shards() {
+        assert_eq!(day_of(DAY_MS - 1), 0);
+        assert_eq!(day_of(-1), -DAY_MS);
+        assert_eq!(
+            day_of(1_706_408_359_963),
+            1_706_400_000_000 - 1_706_400_000_000 % DAY_MS
+        );
+        assert_eq!(period_of(PERIOD_MS + DAY_MS), PERIOD_MS);
+        assert_eq!(period_of(day_of(1_706_408_359_963)) % PERIOD_MS, 0);
+        assert_eq!(user_shard(17), 1);
+        assert_eq!(user_shard(-1), 7);
+        assert!((0..USER_SHARDS).contains(&user_shard(i64::MIN)));
     }
 
     #[test]

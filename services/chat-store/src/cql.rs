@@ -2,42 +2,33 @@
 //! [`crate::statements`] are the one place that knows the tables' columns besides
 //! `schemas/cql`.
 
-/// Which stored body a read returns.
+/// Which body a reader wants of a stored chat row ([`crate::StoredChat::body`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Body {
-    /// The API's `message` JSON.
+    /// The API's `message` JSON (stored, or rendered from the raw line).
     #[default]
     Message,
     /// The exact IRC line (`raw_line`; empty for rows stored before it was kept).
     RawLine,
 }
 
-impl Body {
-    fn column(self) -> &'static str {
-        match self {
-            Body::Message => "message",
-            Body::RawLine => "raw_line",
-        }
-    }
-}
-
 pub fn insert_chat(ks: &str) -> String {
-    format!("INSERT INTO {ks}.chat_messages (broadcaster_id, bucket, sent_ts, message_id, user_id, message, received_at, raw_line) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+    format!("INSERT INTO {ks}.chat_messages (broadcaster_id, bucket, sent_ts, message_id, user_id, message, received_at, raw_line, room_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 }
 
-/// The by-user index row of a message: its key and received_at, not the message again (it is
-/// read from `chat_messages`, see [`select_chat_by_keys`]). Rows written before storage v2
-/// also carry `message` and `raw_line`.
-pub fn insert_user_chat(ks: &str) -> String {
-    format!("INSERT INTO {ks}.user_chat_messages (broadcaster_id, user_id, bucket, sent_ts, message_id, received_at) VALUES (?, ?, ?, ?, ?, ?)")
+/// The by-user index row of a message (storage v3): its key in a shared partition of the
+/// channel's day. The message is read from `chat_messages` ([`select_chat_by_keys`]).
+pub fn insert_user_index(ks: &str) -> String {
+    format!("INSERT INTO {ks}.user_chat_index (broadcaster_id, day, shard, user_id, sent_ts, message_id) VALUES (?, ?, ?, ?, ?, ?)")
+}
+
+/// A day a chatter spoke in a channel (storage v3).
+pub fn insert_user_day(ks: &str) -> String {
+    format!("INSERT INTO {ks}.user_chat_days (broadcaster_id, period, shard, user_id, day) VALUES (?, ?, ?, ?, ?)")
 }
 
 pub fn insert_bucket(ks: &str) -> String {
     format!("INSERT INTO {ks}.chat_buckets (broadcaster_id, bucket) VALUES (?, ?)")
-}
-
-pub fn insert_user_bucket(ks: &str) -> String {
-    format!("INSERT INTO {ks}.user_chat_buckets (broadcaster_id, user_id, bucket) VALUES (?, ?, ?)")
 }
 
 pub fn insert_moderation(ks: &str) -> String {
@@ -48,34 +39,34 @@ pub fn insert_deletion(ks: &str) -> String {
     format!("INSERT INTO {ks}.deleted_messages (broadcaster_id, bucket, message_id, reason) VALUES (?, ?, ?, ?)")
 }
 
-/// `(sent_ts, message_id, body, user_id)` of one channel bucket in a time range, in API
-/// order (the chatter's id, so readers need not parse the body to find it).
+/// The columns of a chat row as read, in the order of [`crate::StoredChat`].
+const CHAT_COLUMNS: &str =
+    "sent_ts, message_id, user_id, message, raw_line, room_state, received_at";
+
+/// One channel bucket's chat rows ([`crate::StoredChat`]) in a time range, in API order.
 /// Binds `(broadcaster_id, bucket, start_ms, end_ms)`.
-pub fn select_chat_page(ks: &str, body: Body) -> String {
-    let col = body.column();
+pub fn select_chat_page(ks: &str) -> String {
     format!(
-        "SELECT sent_ts, message_id, {col}, user_id FROM {ks}.chat_messages \
+        "SELECT {CHAT_COLUMNS} FROM {ks}.chat_messages \
          WHERE broadcaster_id = ? AND bucket = ? AND sent_ts >= ? AND sent_ts <= ?"
     )
 }
 
-/// `(sent_ts, message_id, body)` of one user's bucket in a channel.
-/// Binds `(broadcaster_id, user_id, bucket, start_ms, end_ms)`.
-pub fn select_user_page(ks: &str, body: Body) -> String {
-    let col = body.column();
+/// `(sent_ts, message_id)` of one chatter's messages in a channel's day, in time order.
+/// Binds `(broadcaster_id, day, shard, user_id, start_ms, end_ms)`.
+pub fn select_user_index_page(ks: &str) -> String {
     format!(
-        "SELECT sent_ts, message_id, {col} FROM {ks}.user_chat_messages \
-         WHERE broadcaster_id = ? AND user_id = ? AND bucket = ? AND sent_ts >= ? AND sent_ts <= ?"
+        "SELECT sent_ts, message_id FROM {ks}.user_chat_index \
+         WHERE broadcaster_id = ? AND day = ? AND shard = ? AND user_id = ? AND sent_ts >= ? AND sent_ts <= ?"
     )
 }
 
-/// `(sent_ts, message_id, body)` of the given messages of one channel bucket, in key order: how
-/// a page of the by-user index gets its messages. Binds `(broadcaster_id, bucket, keys)` with
-/// `keys` a list of `(sent_ts, message_id)`.
-pub fn select_chat_by_keys(ks: &str, body: Body) -> String {
-    let col = body.column();
+/// The given messages of one channel bucket ([`crate::StoredChat`]), in key order: how a page
+/// of the by-user index gets its messages. Binds `(broadcaster_id, bucket, keys)` with `keys` a
+/// list of `(sent_ts, message_id)`.
+pub fn select_chat_by_keys(ks: &str) -> String {
     format!(
-        "SELECT sent_ts, message_id, {col} FROM {ks}.chat_messages \
+        "SELECT {CHAT_COLUMNS} FROM {ks}.chat_messages \
          WHERE broadcaster_id = ? AND bucket = ? AND (sent_ts, message_id) IN ?"
     )
 }
@@ -85,11 +76,12 @@ pub fn select_chat_buckets(ks: &str) -> String {
     format!("SELECT bucket FROM {ks}.chat_buckets WHERE broadcaster_id = ? AND bucket >= ? AND bucket <= ? LIMIT ?")
 }
 
-/// Non-empty buckets of a user in a channel. Binds `(broadcaster_id, user_id, from, to, limit)`.
-pub fn select_user_buckets(ks: &str) -> String {
+/// Days a chatter spoke in a channel within one 28-day period.
+/// Binds `(broadcaster_id, period, shard, user_id, from_day, to_day, limit)`.
+pub fn select_user_days(ks: &str) -> String {
     format!(
-        "SELECT bucket FROM {ks}.user_chat_buckets \
-         WHERE broadcaster_id = ? AND user_id = ? AND bucket >= ? AND bucket <= ? LIMIT ?"
+        "SELECT day FROM {ks}.user_chat_days \
+         WHERE broadcaster_id = ? AND period = ? AND shard = ? AND user_id = ? AND day >= ? AND day <= ? LIMIT ?"
     )
 }
 
@@ -98,15 +90,16 @@ pub fn select_deleted(ks: &str) -> String {
     format!("SELECT message_id FROM {ks}.deleted_messages WHERE broadcaster_id = ? AND bucket = ?")
 }
 
-/// One stored chat row by its full key: `(user_id, message)`.
+/// One stored chat row by its full key ([`crate::StoredChat`]).
 /// Binds `(broadcaster_id, bucket, sent_ts, message_id)`.
 pub fn select_chat_row(ks: &str) -> String {
-    format!("SELECT user_id, message FROM {ks}.chat_messages WHERE broadcaster_id = ? AND bucket = ? AND sent_ts = ? AND message_id = ?")
+    format!("SELECT {CHAT_COLUMNS} FROM {ks}.chat_messages WHERE broadcaster_id = ? AND bucket = ? AND sent_ts = ? AND message_id = ?")
 }
 
-/// Every chat row (a full scan, for tests and tools): `(message_id, message, raw_line)`.
+/// Every chat row (a full scan, for tests and tools): `broadcaster_id` and a
+/// [`crate::StoredChat`].
 pub fn scan_chat(ks: &str) -> String {
-    format!("SELECT message_id, message, raw_line FROM {ks}.chat_messages")
+    format!("SELECT broadcaster_id, {CHAT_COLUMNS} FROM {ks}.chat_messages")
 }
 
 /// Removes one channel bucket of `chat_messages` (tests of backfill).
@@ -119,25 +112,16 @@ pub fn delete_chat_bucket(ks: &str) -> String {
 pub fn all(ks: &str) -> Vec<(&'static str, String)> {
     vec![
         ("insert_chat", insert_chat(ks)),
-        ("insert_user_chat", insert_user_chat(ks)),
+        ("insert_user_index", insert_user_index(ks)),
+        ("insert_user_day", insert_user_day(ks)),
         ("insert_bucket", insert_bucket(ks)),
-        ("insert_user_bucket", insert_user_bucket(ks)),
         ("insert_moderation", insert_moderation(ks)),
         ("insert_deletion", insert_deletion(ks)),
-        ("select_chat_page", select_chat_page(ks, Body::Message)),
-        ("select_chat_page_raw", select_chat_page(ks, Body::RawLine)),
-        ("select_user_page", select_user_page(ks, Body::Message)),
-        ("select_user_page_raw", select_user_page(ks, Body::RawLine)),
-        (
-            "select_chat_by_keys",
-            select_chat_by_keys(ks, Body::Message),
-        ),
-        (
-            "select_chat_by_keys_raw",
-            select_chat_by_keys(ks, Body::RawLine),
-        ),
+        ("select_chat_page", select_chat_page(ks)),
+        ("select_user_index_page", select_user_index_page(ks)),
+        ("select_chat_by_keys", select_chat_by_keys(ks)),
         ("select_chat_buckets", select_chat_buckets(ks)),
-        ("select_user_buckets", select_user_buckets(ks)),
+        ("select_user_days", select_user_days(ks)),
         ("select_deleted", select_deleted(ks)),
         ("select_chat_row", select_chat_row(ks)),
         ("scan_chat", scan_chat(ks)),

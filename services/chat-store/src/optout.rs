@@ -3,11 +3,13 @@
 //!
 //! A chatter's purge finds everything through indexes, never by scanning a table:
 //! `user_channels` (user → the channels they wrote in, written by chat-ingestor with the chat)
-//! → `user_chat_buckets` (channel, user → buckets) → `user_chat_messages` (the keys of their
-//! messages) → the `chat_messages` rows by full key. A channel's purge walks `chat_buckets`,
-//! reads the chatters of each bucket from `chat_messages` (for their `user_chat_*` rows) and
-//! deletes whole partitions. Every step is idempotent: a purge interrupted by an error is simply
-//! run again.
+//! → `user_chat_days` (channel, user → days, one 28-day period per query, from the channel's
+//! first chat bucket to now) → `user_chat_index` (the keys of their messages) → the
+//! `chat_messages` rows by full key; and, for rows stored before storage v3, the same through
+//! `user_chat_buckets` → `user_chat_messages`. A channel's purge walks `chat_buckets`, reads the
+//! chatters of each bucket from `chat_messages` (for their legacy `user_chat_*` rows) and
+//! deletes whole partitions, the by-user index's included. Every step is idempotent: a purge
+//! interrupted by an error is simply run again.
 //!
 //! Moderation events are purged as far as an index reaches them: for a channel, its
 //! `moderation_events` and `deleted_messages` partitions of every bucket that holds chat; for a
@@ -21,7 +23,9 @@ use futures::TryStreamExt;
 use scylla::{client::session::Session, statement::prepared::PreparedStatement};
 use tci_schemas::{OptOut, OptOutScope};
 
-use crate::bucket::{BUCKET_MS, DELETABLE_FOR_MS};
+use crate::bucket::{
+    bucket_of, day_of, period_of, user_shard, BUCKET_MS, DELETABLE_FOR_MS, PERIOD_MS, USER_SHARDS,
+};
 
 /// The opt-out tables.
 pub mod table {
@@ -61,9 +65,44 @@ pub mod cql {
         format!("INSERT INTO {ks}.chat_buckets (broadcaster_id, bucket) VALUES (?, ?)")
     }
 
-    pub fn reindex_user_bucket(ks: &str) -> String {
+    pub fn reindex_user_day(ks: &str) -> String {
+        crate::cql::insert_user_day(ks)
+    }
+
+    /// A by-user index row, for `tci reindex user-logs` (rows stored before storage v3).
+    pub fn reindex_user_index(ks: &str) -> String {
+        crate::cql::insert_user_index(ks)
+    }
+
+    pub fn select_first_chat_bucket(ks: &str) -> String {
+        format!("SELECT bucket FROM {ks}.chat_buckets WHERE broadcaster_id = ? LIMIT 1")
+    }
+
+    pub fn select_user_days_all(ks: &str) -> String {
+        format!("SELECT day FROM {ks}.user_chat_days WHERE broadcaster_id = ? AND period = ? AND shard = ? AND user_id = ?")
+    }
+
+    pub fn select_user_index_keys(ks: &str) -> String {
+        format!("SELECT sent_ts, message_id FROM {ks}.user_chat_index WHERE broadcaster_id = ? AND day = ? AND shard = ? AND user_id = ?")
+    }
+
+    pub fn delete_user_index_slice(ks: &str) -> String {
+        format!("DELETE FROM {ks}.user_chat_index WHERE broadcaster_id = ? AND day = ? AND shard = ? AND user_id = ?")
+    }
+
+    pub fn delete_user_day(ks: &str) -> String {
+        format!("DELETE FROM {ks}.user_chat_days WHERE broadcaster_id = ? AND period = ? AND shard = ? AND user_id = ? AND day = ?")
+    }
+
+    pub fn delete_user_index_partition(ks: &str) -> String {
         format!(
-            "INSERT INTO {ks}.user_chat_buckets (broadcaster_id, user_id, bucket) VALUES (?, ?, ?)"
+            "DELETE FROM {ks}.user_chat_index WHERE broadcaster_id = ? AND day = ? AND shard = ?"
+        )
+    }
+
+    pub fn delete_user_days_partition(ks: &str) -> String {
+        format!(
+            "DELETE FROM {ks}.user_chat_days WHERE broadcaster_id = ? AND period = ? AND shard = ?"
         )
     }
 
@@ -144,7 +183,18 @@ pub mod cql {
             ("select_optouts", select_optouts(ks)),
             ("insert_user_channel", insert_user_channel(ks)),
             ("reindex_bucket", reindex_bucket(ks)),
-            ("reindex_user_bucket", reindex_user_bucket(ks)),
+            ("reindex_user_day", reindex_user_day(ks)),
+            ("reindex_user_index", reindex_user_index(ks)),
+            ("select_first_chat_bucket", select_first_chat_bucket(ks)),
+            ("select_user_days_all", select_user_days_all(ks)),
+            ("select_user_index_keys", select_user_index_keys(ks)),
+            ("delete_user_index_slice", delete_user_index_slice(ks)),
+            ("delete_user_day", delete_user_day(ks)),
+            (
+                "delete_user_index_partition",
+                delete_user_index_partition(ks),
+            ),
+            ("delete_user_days_partition", delete_user_days_partition(ks)),
             ("select_user_channels", select_user_channels(ks)),
             (
                 "select_user_bucket_partitions",
@@ -188,7 +238,11 @@ pub struct OptOutRow {
 pub struct PurgeCounts {
     pub chat_messages: u64,
     pub chat_buckets: u64,
+    /// By-user index rows: `user_chat_index` and, for rows stored before storage v3,
+    /// `user_chat_messages`.
     pub user_chat_messages: u64,
+    /// Rows listing a chatter's days (`user_chat_days`) or, before v3, buckets
+    /// (`user_chat_buckets`).
     pub user_chat_buckets: u64,
     pub user_channels: u64,
     pub moderation_events: u64,
@@ -226,7 +280,16 @@ statements!(
     select_optouts,
     insert_user_channel,
     reindex_bucket,
-    reindex_user_bucket,
+    reindex_user_day,
+    reindex_user_index,
+    select_first_chat_bucket,
+    select_user_days_all,
+    select_user_index_keys,
+    delete_user_index_slice,
+    delete_user_day,
+    delete_user_index_partition,
+    delete_user_days_partition,
+    select_user_bucket_partitions,
     select_user_channels,
     delete_user_channel,
     select_user_buckets_all,
@@ -346,7 +409,7 @@ impl OptOutStatements {
             .map(drop)
     }
 
-    /// Writes the bucket-index rows of a message of someone who opted back in (see
+    /// Writes the bucket- and day-index rows of a message of someone who opted back in (see
     /// [`cql::reindex_bucket`]).
     pub async fn reindex(
         &self,
@@ -358,10 +421,101 @@ impl OptOutStatements {
         session
             .execute_unpaged(&self.reindex_bucket, (broadcaster_id, bucket))
             .await?;
+        let day = day_of(bucket);
+        let row = (
+            broadcaster_id,
+            period_of(day),
+            user_shard(user_id),
+            user_id,
+            day,
+        );
         session
-            .execute_unpaged(&self.reindex_user_bucket, (broadcaster_id, user_id, bucket))
+            .execute_unpaged(&self.reindex_user_day, row)
             .await
             .map(drop)
+    }
+
+    /// `tci reindex user-logs`: copies the by-user index of rows stored before storage v3
+    /// (`user_chat_buckets` → `user_chat_messages`) into `user_chat_index` and `user_chat_days`,
+    /// one (channel, chatter) at a time; `progress` gets the pairs and rows done so far.
+    /// Idempotent: run again after an error.
+    pub async fn reindex_user_logs(
+        &self,
+        session: &Session,
+        mut progress: impl FnMut(u64, u64),
+    ) -> anyhow::Result<(u64, u64)> {
+        let (mut pairs, mut rows) = (0u64, 0u64);
+        let mut partitions = session
+            .execute_iter(self.select_user_bucket_partitions.clone(), ())
+            .await?
+            .rows_stream::<(i64, i64)>()?;
+        while let Some((bc, user_id)) = partitions.try_next().await? {
+            let shard = user_shard(user_id);
+            let buckets: Vec<i64> = self
+                .column(session, &self.select_user_buckets_all, (bc, user_id))
+                .await?;
+            let mut days = BTreeSet::new();
+            for bucket in buckets {
+                let mut keys = session
+                    .execute_iter(self.select_user_keys.clone(), (bc, user_id, bucket))
+                    .await?
+                    .rows_stream::<(i64, String)>()?;
+                while let Some((sent_ts, id)) = keys.try_next().await? {
+                    let day = day_of(sent_ts);
+                    session
+                        .execute_unpaged(
+                            &self.reindex_user_index,
+                            (bc, day, shard, user_id, sent_ts, id.as_str()),
+                        )
+                        .await?;
+                    days.insert(day);
+                    rows += 1;
+                }
+            }
+            for day in days {
+                session
+                    .execute_unpaged(
+                        &self.reindex_user_day,
+                        (bc, period_of(day), shard, user_id, day),
+                    )
+                    .await?;
+            }
+            pairs += 1;
+            progress(pairs, rows);
+        }
+        Ok((pairs, rows))
+    }
+
+    /// The days chatter `user_id` spoke in channel `bc` (storage v3's `user_chat_days`), from
+    /// the channel's first chat bucket to `now_ms`.
+    async fn user_days(
+        &self,
+        session: &Session,
+        bc: i64,
+        user_id: i64,
+        now_ms: i64,
+    ) -> anyhow::Result<Vec<i64>> {
+        let first: Vec<i64> = self
+            .column(session, &self.select_first_chat_bucket, (bc,))
+            .await?;
+        let Some(&first) = first.first() else {
+            return Ok(Vec::new());
+        };
+        let shard = user_shard(user_id);
+        let mut days = Vec::new();
+        let mut period = period_of(first);
+        while period <= now_ms + PERIOD_MS {
+            days.extend(
+                self.column::<i64>(
+                    session,
+                    &self.select_user_days_all,
+                    (bc, period, shard, user_id),
+                )
+                .await?,
+            );
+            period += PERIOD_MS;
+        }
+        Ok(days)
     }
 
     async fn column<T>(
@@ -390,11 +544,54 @@ impl OptOutStatements {
         let channels: Vec<i64> = self
             .column(session, &self.select_user_channels, (user_id,))
             .await?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let shard = user_shard(user_id);
         for bc in channels {
+            let mut event_buckets = BTreeSet::new();
+            let mut mark_events_after = |bucket: i64| {
+                let mut b = bucket;
+                while b <= bucket + DELETABLE_FOR_MS {
+                    event_buckets.insert(b);
+                    b += BUCKET_MS;
+                }
+            };
+            // Storage v3: user_chat_days → user_chat_index → chat_messages.
+            for day in self.user_days(session, bc, user_id, now_ms).await? {
+                let mut keys = session
+                    .execute_iter(
+                        self.select_user_index_keys.clone(),
+                        (bc, day, shard, user_id),
+                    )
+                    .await?
+                    .rows_stream::<(i64, String)>()?;
+                let mut buckets = BTreeSet::new();
+                while let Some((sent_ts, id)) = keys.try_next().await? {
+                    let bucket = bucket_of(sent_ts);
+                    session
+                        .execute_unpaged(&self.delete_chat_row, (bc, bucket, sent_ts, id.as_str()))
+                        .await?;
+                    n.chat_messages += 1;
+                    n.user_chat_messages += 1;
+                    buckets.insert(bucket);
+                }
+                session
+                    .execute_unpaged(&self.delete_user_index_slice, (bc, day, shard, user_id))
+                    .await?;
+                session
+                    .execute_unpaged(
+                        &self.delete_user_day,
+                        (bc, period_of(day), shard, user_id, day),
+                    )
+                    .await?;
+                n.user_chat_buckets += 1;
+                buckets.into_iter().for_each(&mut mark_events_after);
+            }
+            // Rows stored before v3: user_chat_buckets → user_chat_messages → chat_messages.
             let buckets: Vec<i64> = self
                 .column(session, &self.select_user_buckets_all, (bc, user_id))
                 .await?;
-            let mut event_buckets = BTreeSet::new();
             for &bucket in &buckets {
                 let mut keys = session
                     .execute_iter(self.select_user_keys.clone(), (bc, user_id, bucket))
@@ -414,11 +611,7 @@ impl OptOutStatements {
                     .execute_unpaged(&self.delete_user_bucket, (bc, user_id, bucket))
                     .await?;
                 n.user_chat_buckets += 1;
-                let mut b = bucket;
-                while b <= bucket + DELETABLE_FOR_MS {
-                    event_buckets.insert(b);
-                    b += BUCKET_MS;
-                }
+                mark_events_after(bucket);
             }
             for bucket in event_buckets {
                 n.moderation_events += self
@@ -473,6 +666,21 @@ impl OptOutStatements {
             .column(session, &self.select_chat_buckets_all, (bc,))
             .await?;
         let mut users = HashSet::new();
+        // Storage v3's by-user partitions of every day and period that held chat.
+        let days: BTreeSet<i64> = buckets.iter().map(|&b| day_of(b)).collect();
+        let periods: BTreeSet<i64> = days.iter().map(|&d| period_of(d)).collect();
+        for shard in 0..USER_SHARDS {
+            for &day in &days {
+                session
+                    .execute_unpaged(&self.delete_user_index_partition, (bc, day, shard))
+                    .await?;
+            }
+            for &period in &periods {
+                session
+                    .execute_unpaged(&self.delete_user_days_partition, (bc, period, shard))
+                    .await?;
+            }
+        }
         for &bucket in &buckets {
             let chatters: Vec<Option<i64>> = self
                 .column(session, &self.select_bucket_users, (bc, bucket))

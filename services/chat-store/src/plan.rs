@@ -1,15 +1,20 @@
 //! Decoded records → the rows of one flush (pure): `chat_messages` rows grouped by
-//! `(broadcaster_id, bucket)` into single-partition batches, `user_chat_messages` rows grouped by
-//! `(broadcaster_id, user_id, bucket)`, the bucket-index rows, moderation events and deletion
+//! `(broadcaster_id, bucket)` into single-partition batches, `user_chat_index` rows grouped by
+//! `(broadcaster_id, day, shard)`, the bucket and day index rows, moderation events and deletion
 //! marks. Every table's primary key contains the message/event id, so replaying a record
 //! rewrites the same row: writes are idempotent.
+//!
+//! A chat row keeps the raw line and the room's settings, and its `message` JSON only when the
+//! line does not render that JSON byte for byte ([`tci_irc::record::render_message_json`]; a
+//! record without a raw line, or a room the settings text cannot say).
 
 use std::collections::BTreeMap;
 
-use tci_schemas::{ChatMessage, ModerationEvent, ModerationKind};
+use tci_irc::record::render_message_json;
+use tci_schemas::{ChatMessage, ModerationEvent, ModerationKind, PyJson, RoomSettings};
 
 use crate::{
-    bucket::{bucket_of, deletion_buckets},
+    bucket::{bucket_of, day_of, deletion_buckets, period_of, user_shard},
     statements::Write,
 };
 
@@ -36,7 +41,7 @@ impl Record {
     }
 }
 
-/// One `chat_messages` / `user_chat_messages` row, rendered once.
+/// One `chat_messages` row (and, with a numeric chatter id, its `user_chat_index` row).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatRow {
     pub broadcaster_id: i64,
@@ -44,12 +49,19 @@ pub struct ChatRow {
     pub sent_ts: i64,
     pub message_id: String,
     pub user_id: Option<i64>,
-    pub message: String,
+    /// The API's `message` JSON, kept only when the raw line and room state do not render it
+    /// exactly (see the module docs); `None` otherwise.
+    pub message: Option<String>,
     /// When chat-listener read the line.
     pub received_at: i64,
     /// The exact IRC line; `None` for records from before schema version 2.
     pub raw_line: Option<String>,
+    /// [`RoomSettings::encode`] of the record's room.
+    pub room_state: Option<String>,
 }
+
+/// One `user_chat_days` row: `(broadcaster_id, period, shard, user_id, day)`.
+pub type UserDay = (i64, i64, i32, i64, i64);
 
 /// One `moderation_events` row.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,15 +97,18 @@ pub struct Plan {
     pub rows: Vec<ChatRow>,
     /// Indices into `rows`, one group per `chat_messages` partition (chunked).
     pub chat_groups: Vec<Vec<usize>>,
-    /// Indices into `rows`, one group per `user_chat_messages` partition (chunked).
+    /// Indices into `rows`, one group per `user_chat_index` partition (chunked).
     pub user_groups: Vec<Vec<usize>>,
     pub buckets: Vec<(i64, i64)>,
-    pub user_buckets: Vec<(i64, i64, i64)>,
+    pub user_days: Vec<UserDay>,
     pub moderation: Vec<ModerationRow>,
     pub deletions: Vec<DeletionRow>,
     /// Chat rows' sent timestamps (for the end-to-end lag histogram).
     pub chat_count: usize,
     pub moderation_count: usize,
+    /// Chat rows that keep their `message` JSON (their line does not render it, or they have
+    /// none): for the metric.
+    pub kept_json: usize,
 }
 
 impl Plan {
@@ -106,7 +121,7 @@ impl Plan {
         (self.chat_groups.iter().map(move |g| Write::Chat(g, rows)))
             .chain(self.user_groups.iter().map(move |g| Write::User(g, rows)))
             .chain(self.buckets.iter().map(|b| Write::Bucket(*b)))
-            .chain(self.user_buckets.iter().map(|b| Write::UserBucket(*b)))
+            .chain(self.user_days.iter().map(|d| Write::UserDay(*d)))
             .chain(self.moderation.iter().map(Write::Moderation))
             .chain(self.deletions.iter().map(Write::Deletion))
     }
@@ -121,32 +136,52 @@ pub fn plan<'a>(records: impl IntoIterator<Item = &'a Record>, max_rows_per_batc
     let max = max_rows_per_batch.max(1);
     let mut p = Plan::default();
     let mut by_partition: BTreeMap<(i64, i64), Vec<usize>> = BTreeMap::new();
-    let mut by_user: BTreeMap<(i64, i64, i64), Vec<usize>> = BTreeMap::new();
+    let mut by_user: BTreeMap<(i64, i64, i32), Vec<usize>> = BTreeMap::new();
+    let mut days = std::collections::BTreeSet::new();
+    let mut scratch = PyJson::with_capacity(2048);
     for r in records {
         match r {
             Record::Chat(m) => {
                 let bucket = bucket_of(m.sent_timestamp);
                 let i = p.rows.len();
                 let user_id = m.user_id();
+                let room_state = RoomSettings::encode(&m.room, m.broadcaster_id);
+                let json = m.to_spec_json();
+                let renders = match (m.raw_line.as_deref(), room_state.as_deref()) {
+                    (Some(line), Some(room)) => {
+                        scratch.clear();
+                        let (b, at) = (m.broadcaster_id, m.received_at);
+                        render_message_json(line, b, at, room, &mut scratch).is_ok()
+                            && scratch.as_str() == json
+                    }
+                    _ => false,
+                };
+                if !renders {
+                    p.kept_json += 1;
+                }
                 p.rows.push(ChatRow {
                     broadcaster_id: m.broadcaster_id,
                     bucket,
                     sent_ts: m.sent_timestamp,
                     message_id: m.id.clone(),
                     user_id,
-                    message: m.to_spec_json(),
+                    message: (!renders).then_some(json),
                     received_at: m.received_at,
                     raw_line: m.raw_line.clone(),
+                    room_state,
                 });
                 by_partition
                     .entry((m.broadcaster_id, bucket))
                     .or_default()
                     .push(i);
                 if let Some(u) = user_id {
+                    let day = day_of(m.sent_timestamp);
+                    let shard = user_shard(u);
                     by_user
-                        .entry((m.broadcaster_id, u, bucket))
+                        .entry((m.broadcaster_id, day, shard))
                         .or_default()
                         .push(i);
+                    days.insert((m.broadcaster_id, period_of(day), shard, u, day));
                 }
                 p.chat_count += 1;
             }
@@ -171,7 +206,7 @@ pub fn plan<'a>(records: impl IntoIterator<Item = &'a Record>, max_rows_per_batc
         }
     }
     p.buckets = by_partition.keys().copied().collect();
-    p.user_buckets = by_user.keys().copied().collect();
+    p.user_days = days.into_iter().collect();
     for (_, idx) in by_partition {
         p.chat_groups.extend(idx.chunks(max).map(<[usize]>::to_vec));
     }
@@ -272,25 +307,78 @@ mod tests {
         // (1, t0) has a, b, e, f -> 2 chunks; (2, t0) c; (1, t0+B) d.
         assert_eq!(p.chat_groups.len(), 4);
         assert_eq!(p.buckets, vec![(1, t0), (1, t0 + BUCKET_MS), (2, t0)]);
-        // By-user rows skip the user without a numeric id.
+        // By-user rows skip the user without a numeric id; one index partition per channel,
+        // day and shard (10 and 11 are in shards 2 and 3).
         let user_rows: usize = p.user_groups.iter().map(Vec::len).sum();
         assert_eq!(user_rows, 5);
+        let day = day_of(t0);
+        let period = period_of(day);
         assert_eq!(
-            p.user_buckets,
+            p.user_days,
             vec![
-                (1, 10, t0),
-                (1, 10, t0 + BUCKET_MS),
-                (1, 11, t0),
-                (2, 10, t0)
+                (1, period, 2, 10, day),
+                (1, period, 3, 11, day),
+                (2, period, 2, 10, day)
             ]
         );
+        for g in &p.user_groups {
+            let keys: HashSet<_> = g
+                .iter()
+                .map(|&i| {
+                    let r = &p.rows[i];
+                    (
+                        r.broadcaster_id,
+                        day_of(r.sent_ts),
+                        user_shard(r.user_id.unwrap()),
+                    )
+                })
+                .collect();
+            assert_eq!(keys.len(), 1, "one index partition per batch");
+        }
+        // No raw line: the JSON is kept.
+        assert_eq!(p.kept_json, 6);
         assert_eq!(
-            p.rows[0].message,
-            match &recs[0] {
+            p.rows[0].message.as_deref(),
+            Some(match &recs[0] {
                 Record::Chat(m) => m.to_spec_json(),
                 _ => unreachable!(),
-            }
+            })
+            .as_deref()
         );
+    }
+
+    /// A record built from its line keeps the line and the room state, not the JSON; the same
+    /// record whose room the line cannot say (another room id is fine, a followers-only delay
+    /// while off is not) keeps its JSON.
+    #[test]
+    fn the_json_is_kept_only_when_the_line_does_not_render_it() {
+        let line = "@badge-info=;badges=;color=#FF0000;display-name=Al;emotes=;id=m-1;mod=0;room-id=7;subscriber=0;tmi-sent-ts=1706400123456;turbo=0;user-id=10;user-type= :al!al@al.tmi.twitch.tv PRIVMSG #chan :hello there";
+        let rooms = tci_irc::record::RoomStates::new();
+        let msg = tci_irc::irc::parse(line).unwrap();
+        let mut d = tci_irc::record::Derived::default();
+        let rec = tci_irc::record::build_chat_message(&msg, &rooms, 5, &mut d).unwrap();
+        let p = plan(&[Record::Chat(Box::new(rec.clone()))], 50);
+        assert_eq!(p.kept_json, 0);
+        let row = &p.rows[0];
+        assert_eq!(row.message, None);
+        assert_eq!(row.raw_line.as_deref(), Some(line));
+        assert_eq!(
+            row.room_state.as_deref(),
+            Some("emote-only=0;followers-only=-1;r9k=0;slow=0;subs-only=0")
+        );
+        // A record that says something else than its line: the JSON is kept.
+        let mut edited = rec.clone();
+        edited.text = "edited".into();
+        let p = plan(&[Record::Chat(Box::new(edited.clone()))], 50);
+        assert_eq!(p.kept_json, 1);
+        assert_eq!(
+            p.rows[0].message.as_deref(),
+            Some(edited.to_spec_json().as_str())
+        );
+        let mut odd = rec;
+        odd.room.follower_only_delay = 3;
+        let p = plan(&[Record::Chat(Box::new(odd.clone()))], 50);
+        assert_eq!((p.kept_json, p.rows[0].room_state.as_deref()), (1, None));
     }
 
     #[test]

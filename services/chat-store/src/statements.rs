@@ -12,8 +12,9 @@ use scylla::{
 };
 
 use crate::{
-    cql::{self, Body},
-    plan::{ChatRow, DeletionRow, ModerationRow},
+    bucket::{day_of, user_shard},
+    cql,
+    plan::{ChatRow, DeletionRow, ModerationRow, UserDay},
     table,
 };
 
@@ -40,10 +41,10 @@ async fn prepare(
 pub enum Write<'a> {
     /// Rows of one `chat_messages` partition (indices into the plan's rows).
     Chat(&'a [usize], &'a [ChatRow]),
-    /// Rows of one `user_chat_messages` partition.
+    /// Index rows of one `user_chat_index` partition.
     User(&'a [usize], &'a [ChatRow]),
     Bucket((i64, i64)),
-    UserBucket((i64, i64, i64)),
+    UserDay(UserDay),
     Moderation(&'a ModerationRow),
     Deletion(&'a DeletionRow),
 }
@@ -53,9 +54,9 @@ impl Write<'_> {
     pub fn table(&self) -> &'static str {
         match self {
             Write::Chat(..) => table::CHAT_MESSAGES,
-            Write::User(..) => table::USER_CHAT_MESSAGES,
+            Write::User(..) => table::USER_CHAT_INDEX,
             Write::Bucket(_) => table::CHAT_BUCKETS,
-            Write::UserBucket(_) => table::USER_CHAT_BUCKETS,
+            Write::UserDay(_) => table::USER_CHAT_DAYS,
             Write::Moderation(_) => table::MODERATION_EVENTS,
             Write::Deletion(_) => table::DELETED_MESSAGES,
         }
@@ -66,9 +67,9 @@ impl Write<'_> {
 #[derive(Debug)]
 pub struct WriteStatements {
     chat: PreparedStatement,
-    user_chat: PreparedStatement,
+    user_index: PreparedStatement,
     bucket: PreparedStatement,
-    user_bucket: PreparedStatement,
+    user_day: PreparedStatement,
     moderation: PreparedStatement,
     deletion: PreparedStatement,
 }
@@ -79,9 +80,9 @@ impl WriteStatements {
     pub async fn prepare(session: &Session, ks: &str) -> anyhow::Result<Self> {
         Ok(Self {
             chat: prepare(session, cql::insert_chat(ks), None).await?,
-            user_chat: prepare(session, cql::insert_user_chat(ks), None).await?,
+            user_index: prepare(session, cql::insert_user_index(ks), None).await?,
             bucket: prepare(session, cql::insert_bucket(ks), None).await?,
-            user_bucket: prepare(session, cql::insert_user_bucket(ks), None).await?,
+            user_day: prepare(session, cql::insert_user_day(ks), None).await?,
             moderation: prepare(session, cql::insert_moderation(ks), None).await?,
             deletion: prepare(session, cql::insert_deletion(ks), None).await?,
         })
@@ -91,9 +92,9 @@ impl WriteStatements {
     pub fn statement(&self, w: &Write<'_>) -> &str {
         match w {
             Write::Chat(..) => self.chat.get_statement(),
-            Write::User(..) => self.user_chat.get_statement(),
+            Write::User(..) => self.user_index.get_statement(),
             Write::Bucket(_) => self.bucket.get_statement(),
-            Write::UserBucket(_) => self.user_bucket.get_statement(),
+            Write::UserDay(_) => self.user_day.get_statement(),
             Write::Moderation(_) => self.moderation.get_statement(),
             Write::Deletion(_) => self.deletion.get_statement(),
         }
@@ -114,9 +115,10 @@ impl WriteStatements {
                             r.sent_ts,
                             r.message_id.as_str(),
                             r.user_id,
-                            r.message.as_str(),
+                            r.message.as_deref(),
                             r.received_at,
                             r.raw_line.as_deref(),
+                            r.room_state.as_deref(),
                         )
                     })
                     .collect();
@@ -130,21 +132,18 @@ impl WriteStatements {
                         let u = r.user_id?;
                         Some((
                             r.broadcaster_id,
+                            day_of(r.sent_ts),
+                            user_shard(u),
                             u,
-                            r.bucket,
                             r.sent_ts,
                             r.message_id.as_str(),
-                            r.received_at,
                         ))
                     })
                     .collect();
-                grouped(session, &self.user_chat, values).await
+                grouped(session, &self.user_index, values).await
             }
             Write::Bucket(b) => session.execute_unpaged(&self.bucket, b).await.map(drop),
-            Write::UserBucket(b) => session
-                .execute_unpaged(&self.user_bucket, b)
-                .await
-                .map(drop),
+            Write::UserDay(d) => session.execute_unpaged(&self.user_day, d).await.map(drop),
             Write::Moderation(m) => session
                 .execute_unpaged(
                     &self.moderation,
@@ -212,16 +211,16 @@ async fn grouped<V: scylla::serialize::row::SerializeRow>(
 /// caller's (chat-api pages one bucket at a time with `execute_single_page`).
 #[derive(Debug)]
 pub struct ReadStatements {
-    chat_page: PreparedStatement,
-    chat_raw_page: PreparedStatement,
-    user_page: PreparedStatement,
-    user_raw_page: PreparedStatement,
-    chat_by_keys: PreparedStatement,
-    chat_raw_by_keys: PreparedStatement,
+    /// See [`cql::select_chat_page`].
+    pub chat_page: PreparedStatement,
+    /// See [`cql::select_user_index_page`].
+    pub user_index_page: PreparedStatement,
+    /// See [`cql::select_chat_by_keys`].
+    pub chat_by_keys: PreparedStatement,
     /// See [`cql::select_chat_buckets`].
     pub chat_buckets: PreparedStatement,
-    /// See [`cql::select_user_buckets`].
-    pub user_buckets: PreparedStatement,
+    /// See [`cql::select_user_days`].
+    pub user_days: PreparedStatement,
     /// See [`cql::select_deleted`].
     pub deleted: PreparedStatement,
 }
@@ -230,43 +229,12 @@ impl ReadStatements {
     pub async fn prepare(session: &Session, ks: &str, timeout: Duration) -> anyhow::Result<Self> {
         let t = Some(timeout);
         Ok(Self {
-            chat_page: prepare(session, cql::select_chat_page(ks, Body::Message), t).await?,
-            chat_raw_page: prepare(session, cql::select_chat_page(ks, Body::RawLine), t).await?,
-            user_page: prepare(session, cql::select_user_page(ks, Body::Message), t).await?,
-            user_raw_page: prepare(session, cql::select_user_page(ks, Body::RawLine), t).await?,
-            chat_by_keys: prepare(session, cql::select_chat_by_keys(ks, Body::Message), t).await?,
-            chat_raw_by_keys: prepare(session, cql::select_chat_by_keys(ks, Body::RawLine), t)
-                .await?,
+            chat_page: prepare(session, cql::select_chat_page(ks), t).await?,
+            user_index_page: prepare(session, cql::select_user_index_page(ks), t).await?,
+            chat_by_keys: prepare(session, cql::select_chat_by_keys(ks), t).await?,
             chat_buckets: prepare(session, cql::select_chat_buckets(ks), t).await?,
-            user_buckets: prepare(session, cql::select_user_buckets(ks), t).await?,
+            user_days: prepare(session, cql::select_user_days(ks), t).await?,
             deleted: prepare(session, cql::select_deleted(ks), t).await?,
         })
-    }
-
-    /// A channel bucket's page of `(sent_ts, message_id, body)`; see [`cql::select_chat_page`].
-    /// A paging state marks a position in the partition, so a cursor of one body resumes the
-    /// other.
-    pub fn chat_page(&self, body: Body) -> &PreparedStatement {
-        match body {
-            Body::Message => &self.chat_page,
-            Body::RawLine => &self.chat_raw_page,
-        }
-    }
-
-    /// Messages of one channel bucket by key; see [`cql::select_chat_by_keys`].
-    pub fn chat_by_keys(&self, body: Body) -> &PreparedStatement {
-        match body {
-            Body::Message => &self.chat_by_keys,
-            Body::RawLine => &self.chat_raw_by_keys,
-        }
-    }
-
-    /// A user bucket's page of the by-user index; see [`cql::select_user_page`]. Rows written
-    /// since storage v2 have no body: read it with [`Self::chat_by_keys`].
-    pub fn user_page(&self, body: Body) -> &PreparedStatement {
-        match body {
-            Body::Message => &self.user_page,
-            Body::RawLine => &self.user_raw_page,
-        }
     }
 }

@@ -8,6 +8,7 @@
 //! tci optout add|remove <user id> [--channel]  opt a chatter (or, --channel, a channel) out / back in
 //! tci optout list                              every opt-out, from the optouts table
 //! tci optout reindex                           index chatters' channels stored before 0007
+//! tci reindex user-logs                        copy the by-user index of chat stored before 0008
 //! ```
 //! Configuration: the same layers as the services (`--config FILE`, `TCI__…` environment).
 
@@ -58,6 +59,20 @@ enum Cmd {
         #[command(subcommand)]
         cmd: OptoutCmd,
     },
+    /// Rebuild an index from the data it points at (after an upgrade).
+    Reindex {
+        #[command(subcommand)]
+        cmd: ReindexCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReindexCmd {
+    /// Copy the by-user index of chat stored before storage v3 (migration 0008:
+    /// user_chat_buckets and user_chat_messages) into user_chat_index and user_chat_days, which
+    /// are what user logs and purges read since. One pass over user_chat_buckets' partition keys;
+    /// idempotent, run again after an error; run once after upgrading.
+    UserLogs,
 }
 
 #[derive(Subcommand)]
@@ -131,6 +146,9 @@ async fn main() -> anyhow::Result<()> {
             OptoutCmd::Remove { who, channel } => optout_set(c, &who, channel, false).await,
             OptoutCmd::List => optout_list(c).await,
             OptoutCmd::Reindex => optout_reindex(c).await,
+        },
+        Cmd::Reindex { cmd } => match cmd {
+            ReindexCmd::UserLogs => reindex_user_logs(c).await,
         },
     }
 }
@@ -267,6 +285,26 @@ async fn optout_set(
         if opted_out { "opted out" } else { "opted back in" },
         c.topics.optouts,
         if opted_out { "purges what is stored" } else { "keeps chat sent from now on" },
+    );
+    Ok(())
+}
+
+async fn reindex_user_logs(c: &CommonConfig) -> anyhow::Result<()> {
+    let (session, st) = optout_store(c).await?;
+    let started = std::time::Instant::now();
+    let mut last = std::time::Instant::now();
+    let (pairs, rows) = st
+        .reindex_user_logs(&session, |pairs, rows| {
+            if last.elapsed() >= std::time::Duration::from_secs(10) {
+                last = std::time::Instant::now();
+                eprintln!("... {pairs} (channel, chatter) pairs, {rows} messages indexed");
+            }
+        })
+        .await?;
+    println!(
+        "user_chat_index: {rows} messages of {pairs} (channel, chatter) pairs indexed in keyspace {} in {:.1}s",
+        c.cassandra.keyspace,
+        started.elapsed().as_secs_f64()
     );
     Ok(())
 }

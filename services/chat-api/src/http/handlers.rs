@@ -121,7 +121,7 @@ async fn chat_inner(
     let resume = p
         .after
         .as_deref()
-        .map(|c| verify_chat_cursor(&state.codec, &binding, c))
+        .map(|c| verify_chat_cursor(&state.codec, &binding, scope, c))
         .transpose()?;
     let optouts = state.optouts()?;
     if let Some((scope, id)) = optout::refused(&optouts, broadcaster_id, user_id) {
@@ -173,12 +173,13 @@ async fn chat_inner(
 fn verify_chat_cursor(
     codec: &CursorCodec,
     binding: &Binding,
+    scope: Scope,
     cursor: &str,
 ) -> Result<Position, ApiError> {
     let pos = codec.decode(binding, cursor)?;
     let (first, last) = (
-        chat_store::bucket_of(binding.start_ms),
-        chat_store::bucket_of(binding.end_ms),
+        scope.bucket_of(binding.start_ms),
+        scope.bucket_of(binding.end_ms),
     );
     if pos.bucket < first || pos.bucket > last {
         return Err(CursorError::OutOfRange.into());

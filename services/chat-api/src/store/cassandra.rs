@@ -1,9 +1,12 @@
 //! The Cassandra implementation of [`ChatSource`] and [`StreamerSource`]: prepared statements,
 //! one `execute_single_page` per page, paging states passed through as raw bytes.
 
-use std::{collections::HashSet, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    time::Duration,
+};
 
-use chat_store::ReadStatements;
+use chat_store::{ReadStatements, StoredChat, StoredChatTuple};
 use scylla::{
     client::session::Session,
     errors::ExecutionError,
@@ -11,6 +14,7 @@ use scylla::{
     statement::prepared::PreparedStatement,
     value::CqlTimestamp,
 };
+use tci_schemas::PyJson;
 use tracing::warn;
 
 use super::{
@@ -111,45 +115,75 @@ impl Db {
 }
 
 impl Db {
-    /// The by-user index carries no message since storage v2: reads the bodies of those rows
-    /// from `chat_messages` (one query for the page, the messages' keys bound as a list).
-    async fn fill_from_chat(
+    /// The rows' bodies: the stored JSON, the JSON rendered from the raw line (storage v3), or
+    /// the raw line. A row without a body (written by something else than chat-ingestor) is
+    /// served with an empty `message`, logged and counted, never failing the page.
+    fn bodies(
+        broadcaster_id: i64,
+        body: Body,
+        stored: impl IntoIterator<Item = StoredChat>,
+    ) -> Vec<ChatRow> {
+        let mut scratch = PyJson::with_capacity(2048);
+        stored
+            .into_iter()
+            .map(|mut r| {
+                let message = r
+                    .body(broadcaster_id, body, &mut scratch)
+                    .unwrap_or_else(|e| {
+                        METRICS.render_failures.inc();
+                        warn!(broadcaster_id, message_id = %r.message_id, error = %e, "stored message has no servable body");
+                        String::new()
+                    });
+                ChatRow {
+                    sent_ts: r.sent_ts,
+                    message_id: r.message_id,
+                    message,
+                    user_id: r.user_id,
+                }
+            })
+            .collect()
+    }
+
+    /// The messages a page of the by-user index points at, in the index's order: one
+    /// `(sent_ts, message_id) IN ?` query per 5-minute chat bucket, run concurrently. A key
+    /// whose message is gone (purged) is left out.
+    async fn by_keys(
         &self,
         broadcaster_id: i64,
-        bucket: i64,
-        body: Body,
-        found: &mut [(i64, String, Option<String>)],
-    ) -> Result<(), StoreError> {
-        let keys: Vec<(i64, &str)> = found
-            .iter()
-            .filter(|(_, _, b)| b.is_none())
-            .map(|(ts, id, _)| (*ts, id.as_str()))
-            .collect();
-        if keys.is_empty() {
-            return Ok(());
-        }
+        keys: Vec<(i64, String)>,
+    ) -> Result<Vec<StoredChat>, StoreError> {
         let what = "chat_messages_by_key";
-        let n = keys.len();
-        let (qr, _) = self
-            .single_page(
-                what,
-                self.chat.chat_by_keys(body),
-                (broadcaster_id, bucket, keys),
-                n,
-                None,
-            )
-            .await?;
-        // Message ids are unique: the id alone finds the body.
-        let mut bodies: std::collections::HashMap<String, Option<String>> =
-            rows::<(i64, String, Option<String>)>(what, qr)?
-                .into_iter()
-                .map(|(_, id, b)| (id, b))
-                .collect();
-        for (_, id, b) in found.iter_mut().filter(|(_, _, b)| b.is_none()) {
-            // A message missing from chat_messages (not written yet, or purged) stays empty.
-            *b = bodies.remove(id.as_str()).flatten();
+        let mut groups: BTreeMap<i64, Vec<(i64, &str)>> = BTreeMap::new();
+        for (ts, id) in &keys {
+            groups
+                .entry(chat_store::bucket_of(*ts))
+                .or_default()
+                .push((*ts, id.as_str()));
         }
-        Ok(())
+        let reads = groups.into_iter().map(|(bucket, ks)| async move {
+            let n = ks.len();
+            let (qr, _) = self
+                .single_page(
+                    what,
+                    &self.chat.chat_by_keys,
+                    (broadcaster_id, bucket, ks),
+                    n,
+                    None,
+                )
+                .await?;
+            rows::<StoredChatTuple>(what, qr)
+        });
+        let mut found: HashMap<String, StoredChat> = HashMap::with_capacity(keys.len());
+        for group in futures::future::try_join_all(reads).await? {
+            found.extend(group.into_iter().map(|t| {
+                let r = StoredChat::from(t);
+                (r.message_id.clone(), r)
+            }));
+        }
+        Ok(keys
+            .into_iter()
+            .filter_map(|(_, id)| found.remove(&id))
+            .collect())
     }
 }
 
@@ -166,6 +200,40 @@ where
     let it = rows.rows::<R>().map_err(|e| decode(what, e))?;
     it.collect::<Result<Vec<R>, _>>()
         .map_err(|e| decode(what, e))
+}
+
+impl Db {
+    /// Days chatter `user_id` spoke in channel `broadcaster_id` with `from <= day <= to`, at
+    /// most `limit`: one `user_chat_days` query per 28-day period until `limit` are found.
+    async fn user_days(
+        &self,
+        broadcaster_id: i64,
+        user_id: i64,
+        from: i64,
+        to: i64,
+        limit: i32,
+    ) -> Result<Vec<i64>, StoreError> {
+        let what = "user_chat_days";
+        let shard = chat_store::user_shard(user_id);
+        let mut out = Vec::new();
+        let mut period = chat_store::period_of(from);
+        while period <= to && (out.len() as i32) < limit {
+            let left = limit - out.len() as i32;
+            let (lo, hi) = (from.max(period), to.min(period + chat_store::PERIOD_MS - 1));
+            let (qr, _) = self
+                .single_page(
+                    what,
+                    &self.chat.user_days,
+                    (broadcaster_id, period, shard, user_id, lo, hi, left),
+                    left as usize,
+                    None,
+                )
+                .await?;
+            out.extend(rows::<(i64,)>(what, qr)?.into_iter().map(|(d,)| d));
+            period += chat_store::PERIOD_MS;
+        }
+        Ok(out)
+    }
 }
 
 impl ChatSource for Db {
@@ -192,17 +260,11 @@ impl ChatSource for Db {
             Scope::User {
                 broadcaster_id,
                 user_id,
-            } => (
-                "user_chat_buckets",
-                self.single_page(
-                    "user_chat_buckets",
-                    &self.chat.user_buckets,
-                    (broadcaster_id, user_id, from, to, limit),
-                    limit as usize,
-                    None,
-                )
-                .await,
-            ),
+            } => {
+                return self
+                    .user_days(broadcaster_id, user_id, from, to, limit)
+                    .await
+            }
         };
         let (qr, _) = res?;
         Ok(rows::<(i64,)>(what, qr)?
@@ -220,57 +282,43 @@ impl ChatSource for Db {
         page_size: usize,
         state: Option<&[u8]>,
     ) -> Result<SourcePage<ChatRow>, StoreError> {
-        let (what, res) = match scope {
-            Scope::Channel { broadcaster_id } => (
-                "chat_messages",
-                self.single_page(
-                    "chat_messages",
-                    self.chat.chat_page(body),
-                    (broadcaster_id, bucket, start, end),
-                    page_size,
-                    state,
-                )
-                .await,
-            ),
-            Scope::User {
-                broadcaster_id,
-                user_id,
-            } => (
-                "user_chat_messages",
-                self.single_page(
-                    "user_chat_messages",
-                    self.chat.user_page(body),
-                    (broadcaster_id, user_id, bucket, start, end),
-                    page_size,
-                    state,
-                )
-                .await,
-            ),
-        };
-        let (qr, next) = res?;
-        let row =
-            |(sent_ts, message_id, message): (i64, String, Option<String>), user_id| ChatRow {
-                sent_ts,
-                message_id,
-                message: message.unwrap_or_default(),
-                user_id,
-            };
-        let rows = match scope {
-            Scope::Channel { .. } => rows::<(i64, String, Option<String>, Option<i64>)>(what, qr)?
-                .into_iter()
-                .map(|(ts, id, m, u)| row((ts, id, m), u))
-                .collect(),
+        match scope {
+            Scope::Channel { broadcaster_id } => {
+                let what = "chat_messages";
+                let (qr, next) = self
+                    .single_page(
+                        what,
+                        &self.chat.chat_page,
+                        (broadcaster_id, bucket, start, end),
+                        page_size,
+                        state,
+                    )
+                    .await?;
+                let stored = rows::<StoredChatTuple>(what, qr)?
+                    .into_iter()
+                    .map(StoredChat::from);
+                Ok((Self::bodies(broadcaster_id, body, stored), next))
+            }
             Scope::User {
                 broadcaster_id,
                 user_id,
             } => {
-                let mut found = rows::<(i64, String, Option<String>)>(what, qr)?;
-                self.fill_from_chat(broadcaster_id, bucket, body, &mut found)
+                let what = "user_chat_index";
+                let shard = chat_store::user_shard(user_id);
+                let (qr, next) = self
+                    .single_page(
+                        what,
+                        &self.chat.user_index_page,
+                        (broadcaster_id, bucket, shard, user_id, start, end),
+                        page_size,
+                        state,
+                    )
                     .await?;
-                found.into_iter().map(|r| row(r, Some(user_id))).collect()
+                let keys = rows::<(i64, String)>(what, qr)?;
+                let stored = self.by_keys(broadcaster_id, keys).await?;
+                Ok((Self::bodies(broadcaster_id, body, stored), next))
             }
-        };
-        Ok((rows, next))
+        }
     }
 
     async fn deleted(

@@ -1,10 +1,11 @@
 //! Reading pages: the bucket walk (pure logic over a [`ChatSource`]) and its Cassandra
 //! implementation ([`cassandra::Db`]).
 //!
-//! A chat range `[start, end]` spans the 5-minute buckets `bucket_of(start) ..= bucket_of(end)`.
+//! A chat range `[start, end]` spans the buckets `bucket_of(start) ..= bucket_of(end)` of its
+//! scope ([`Scope::bucket_of`]): 5-minute buckets of a channel's chat, days of a chatter's.
 //! A page is filled by reading the current bucket with page size = the slots still free, going
 //! on with Cassandra's paging state while it says there is more, and otherwise moving to the next
-//! *non-empty* bucket found in the bucket index (`chat_buckets` / `user_chat_buckets`), so empty
+//! *non-empty* bucket found in the bucket index (`chat_buckets` / `user_chat_days`), so empty
 //! buckets cost nothing. The position after the last row returned is the next cursor:
 //! `(bucket, paging state)` when Cassandra has more pages in that bucket, else
 //! `(next non-empty bucket, start)` when one exists in range, else none. Each call issues at most
@@ -13,9 +14,11 @@
 
 pub mod cassandra;
 
-use std::{collections::HashSet, future::Future, time::Duration};
-
-use chat_store::bucket_of;
+use std::{
+    collections::{HashMap, HashSet},
+    future::Future,
+    time::Duration,
+};
 
 use crate::cursor::Position;
 
@@ -60,13 +63,22 @@ impl StoreError {
 /// Whose chat is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
-    /// A channel's chat (`chat_messages`, `chat_buckets`).
+    /// A channel's chat (`chat_messages`, `chat_buckets`): 5-minute buckets.
     Channel { broadcaster_id: i64 },
-    /// One chatter in a channel (`user_chat_messages`, `user_chat_buckets`).
+    /// One chatter in a channel (`user_chat_index`, `user_chat_days`): days.
     User { broadcaster_id: i64, user_id: i64 },
 }
 
 impl Scope {
+    /// The bucket of this scope's index that `ms` falls in: its 5-minute chat bucket for a
+    /// channel, its UTC day for a chatter.
+    pub fn bucket_of(self, ms: i64) -> i64 {
+        match self {
+            Self::Channel { .. } => chat_store::bucket_of(ms),
+            Self::User { .. } => chat_store::day_of(ms),
+        }
+    }
+
     pub fn broadcaster_id(self) -> i64 {
         match self {
             Self::Channel { broadcaster_id } | Self::User { broadcaster_id, .. } => broadcaster_id,
@@ -79,7 +91,8 @@ impl Scope {
 pub struct ChatRow {
     pub sent_ts: i64,
     pub message_id: String,
-    /// The API's `message` JSON string, rendered at ingest.
+    /// The body asked for ([`Body`]): the API's `message` JSON string (stored, or rendered
+    /// from the raw line), or the raw line.
     pub message: String,
     /// The chatter's numeric id as stored (none when Twitch's was not a number).
     pub user_id: Option<i64>,
@@ -200,10 +213,10 @@ impl BucketIndex {
 
 /// Reads one page of chat. See the module docs for the walk and the cursor rules.
 pub async fn read_chat<S: ChatSource>(src: &S, req: &ChatRequest) -> Result<ChatPage, StoreError> {
-    let last_bucket = bucket_of(req.end_ms);
+    let last_bucket = req.scope.bucket_of(req.end_ms);
     let (mut bucket, mut state) = match &req.resume {
         Some(p) => (p.bucket, p.state.clone()),
-        None => (bucket_of(req.start_ms), None),
+        None => (req.scope.bucket_of(req.start_ms), None),
     };
     let mut index = BucketIndex::after(bucket, last_bucket, req.index_batch);
     let limit = req.limit.max(1);
@@ -211,7 +224,9 @@ pub async fn read_chat<S: ChatSource>(src: &S, req: &ChatRequest) -> Result<Chat
         rows: Vec::with_capacity(limit),
         ..Default::default()
     };
-    let mut deleted: Option<HashSet<String>> = None;
+    // Deletion marks by 5-minute chat bucket (a chatter's day spans many), read when a row of
+    // the bucket is first seen.
+    let mut deleted: HashMap<i64, HashSet<String>> = HashMap::new();
     let max_queries = req.max_queries.max(1);
     let range = (req.start_ms, req.end_ms);
     loop {
@@ -219,19 +234,25 @@ pub async fn read_chat<S: ChatSource>(src: &S, req: &ChatRequest) -> Result<Chat
             out.next = Some(Position { bucket, state });
             break;
         }
-        if req.hide_deleted && deleted.is_none() {
-            deleted = Some(src.deleted(req.scope.broadcaster_id(), bucket).await?);
-        }
         let free = limit - out.rows.len();
         let (rows, more) = src
             .page(req.scope, req.body, bucket, range, free, state.as_deref())
             .await?;
         out.queries += 1;
-        match &deleted {
-            Some(d) if !d.is_empty() => out
-                .rows
-                .extend(rows.into_iter().filter(|r| !d.contains(&r.message_id))),
-            _ => out.rows.extend(rows),
+        if req.hide_deleted {
+            for r in &rows {
+                let b = chat_store::bucket_of(r.sent_ts);
+                if let std::collections::hash_map::Entry::Vacant(e) = deleted.entry(b) {
+                    e.insert(src.deleted(req.scope.broadcaster_id(), b).await?);
+                }
+            }
+            out.rows.extend(rows.into_iter().filter(|r| {
+                !deleted
+                    .get(&chat_store::bucket_of(r.sent_ts))
+                    .is_some_and(|d| d.contains(&r.message_id))
+            }));
+        } else {
+            out.rows.extend(rows);
         }
         // Never more than asked, even from a misbehaving source.
         out.rows.truncate(limit);
@@ -249,7 +270,6 @@ pub async fn read_chat<S: ChatSource>(src: &S, req: &ChatRequest) -> Result<Chat
             Some(nb) => {
                 bucket = nb;
                 state = None;
-                deleted = None;
                 if out.rows.len() >= limit {
                     out.next = Some(Position {
                         bucket,

@@ -2,6 +2,7 @@
 //! ScyllaDB returns under memory pressure), a paging state after an exactly full last page, many
 //! rows in one millisecond, buckets with no row in range.
 
+use chat_store::bucket_of;
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::atomic::{AtomicU32, Ordering},

@@ -159,10 +159,28 @@ pub fn raw_line_of(m: &ChatMessage) -> String {
         .collect::<Vec<_>>()
         .join("/");
     let u = &m.user;
+    let bits = if m.bits > 0 {
+        format!("bits={};", m.bits)
+    } else {
+        String::new()
+    };
+    // Reply tags, IRC-escaped, in Twitch's (alphabetical) order.
+    let reply = match (&m.reply_parent_msg_id, &m.reply_parent_msg_body) {
+        (Some(id), Some(body)) => format!(
+            "reply-parent-display-name={};reply-parent-msg-body={};reply-parent-msg-id={id};reply-parent-user-id={};reply-parent-user-login={};reply-thread-parent-msg-id={};reply-thread-parent-user-login={};",
+            m.reply_parent_display_name.as_deref().unwrap_or(""),
+            body.replace('\\', "\\\\").replace(' ', "\\s").replace(';', "\\:"),
+            m.reply_parent_user_id.as_deref().unwrap_or(""),
+            m.reply_parent_user_login.as_deref().unwrap_or(""),
+            m.reply_thread_parent_msg_id.as_deref().unwrap_or(""),
+            m.reply_thread_parent_user_login.as_deref().unwrap_or(""),
+        ),
+        _ => String::new(),
+    };
     let mut line = String::with_capacity(512);
     let _ = write!(
         line,
-        "@badge-info={};badges={};client-nonce={};color={};display-name={};emotes={};first-msg=0;flags=;id={};mod={};returning-chatter=0;room-id={};subscriber={};tmi-sent-ts={};turbo=0;user-id={};user-type= :{}!{}@{}.tmi.twitch.tv PRIVMSG #{} :{}{}",
+        "@badge-info={};badges={};{bits}client-nonce={};color={};display-name={};emotes={};first-msg=0;flags=;id={};mod={};{reply}returning-chatter=0;room-id={};subscriber={};tmi-sent-ts={};turbo=0;user-id={};user-type= :{}!{}@{}.tmi.twitch.tv PRIVMSG #{} :{}{}",
         badges(&u.badge_info),
         badges(&u.badges),
         m.raw_tags.iter().find(|t| t.key == "client-nonce").map_or("", |t| t.value.as_str()),

@@ -1,0 +1,104 @@
+//! A chat row as read back, and its body: the stored `message` JSON, or that JSON rendered from
+//! the raw line and room state (storage v3), or the raw line.
+
+use tci_irc::record::{render_message_json, RecordError};
+use tci_schemas::PyJson;
+
+use crate::cql::Body;
+
+/// The columns of [`crate::cql::select_chat_page`], [`crate::cql::select_chat_by_keys`] and
+/// [`crate::cql::select_chat_row`], in order: `(sent_ts, message_id, user_id, message,
+/// raw_line, room_state, received_at)`.
+pub type StoredChatTuple = (
+    i64,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
+/// One `chat_messages` row as read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredChat {
+    pub sent_ts: i64,
+    pub message_id: String,
+    pub user_id: Option<i64>,
+    /// The JSON, for rows that keep it (written before storage v3, or not renderable).
+    pub message: Option<String>,
+    pub raw_line: Option<String>,
+    pub room_state: Option<String>,
+    pub received_at: Option<i64>,
+}
+
+impl From<StoredChatTuple> for StoredChat {
+    fn from(
+        (sent_ts, message_id, user_id, message, raw_line, room_state, received_at): StoredChatTuple,
+    ) -> Self {
+        Self {
+            sent_ts,
+            message_id,
+            user_id,
+            message,
+            raw_line,
+            room_state,
+            received_at,
+        }
+    }
+}
+
+/// Why a stored row has no `message` JSON to serve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// Neither a JSON nor a raw line with its room state: the row was written by something else
+    /// than chat-ingestor (or by hand).
+    #[error("the row has neither a message JSON nor a raw line with its room state")]
+    Missing,
+    /// The raw line does not render (the ingestor checked it did when it stored the row).
+    #[error("the stored raw line does not render: {0}")]
+    Render(#[from] RecordError),
+}
+
+impl StoredChat {
+    /// Writes the row's `message` JSON into `j` (cleared first): the stored JSON, else rendered
+    /// from the raw line, the room state and the receive time.
+    pub fn message_json(&self, broadcaster_id: i64, j: &mut PyJson) -> Result<(), BodyError> {
+        j.clear();
+        if let Some(m) = &self.message {
+            j.push_raw(m);
+            return Ok(());
+        }
+        match (&self.raw_line, &self.room_state) {
+            (Some(line), Some(room)) => Ok(render_message_json(
+                line,
+                broadcaster_id,
+                self.received_at.unwrap_or(self.sent_ts),
+                room,
+                j,
+            )?),
+            _ => Err(BodyError::Missing),
+        }
+    }
+
+    /// The body a reader asked for: the `message` JSON (see [`Self::message_json`]; `scratch`
+    /// is the buffer it is rendered in) or the raw line (empty for rows stored before lines
+    /// were kept).
+    pub fn body(
+        &mut self,
+        broadcaster_id: i64,
+        body: Body,
+        scratch: &mut PyJson,
+    ) -> Result<String, BodyError> {
+        match body {
+            Body::RawLine => Ok(self.raw_line.take().unwrap_or_default()),
+            Body::Message => match self.message.take() {
+                Some(m) => Ok(m),
+                None => {
+                    self.message_json(broadcaster_id, scratch)?;
+                    Ok(scratch.as_str().to_owned())
+                }
+            },
+        }
+    }
+}

@@ -131,6 +131,7 @@ async fn avro_record_round_trips_through_registry_kafka_and_cassandra() -> anyho
                     m.to_spec_json(),
                     m.received_at,
                     m.raw_line.as_deref(),
+                    tci_schemas::RoomSettings::encode(&m.room, m.broadcaster_id),
                 ),
             )
             .await?;

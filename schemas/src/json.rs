@@ -145,8 +145,61 @@ impl PyJson {
     }
 }
 
-/// Appends `s` as a JSON string literal with Python's `ensure_ascii=True` escaping.
+/// Appends `s` as a JSON string literal with Python's `ensure_ascii=True` escaping: `"`, `\\`
+/// and the usual control characters by their short escapes, every other code point outside
+/// printable ASCII (DEL included) as `\\uXXXX` (astral ones as a surrogate pair). Runs of
+/// printable ASCII, most of chat, are copied in one piece.
 pub fn escape_into(out: &mut String, s: &str) {
+    let bytes = s.as_bytes();
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let (mut start, mut i) = (0, 0);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
+            i += 1;
+            continue;
+        }
+        out.push_str(&s[start..i]);
+        if b < 0x80 {
+            match b {
+                b'"' => out.push_str("\\\""),
+                b'\\' => out.push_str("\\\\"),
+                b'\n' => out.push_str("\\n"),
+                b'\r' => out.push_str("\\r"),
+                b'\t' => out.push_str("\\t"),
+                0x08 => out.push_str("\\b"),
+                0x0c => out.push_str("\\f"),
+                _ => push_unit(out, u16::from(b)),
+            }
+            i += 1;
+        } else {
+            // A multi-byte UTF-8 sequence starts here (`s` is a str): one code point.
+            let c = s[i..].chars().next().unwrap_or('\u{fffd}');
+            let mut buf = [0u16; 2];
+            for u in c.encode_utf16(&mut buf) {
+                push_unit(out, *u);
+            }
+            i += c.len_utf8();
+        }
+        start = i;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// `\\uXXXX` of one UTF-16 unit, lowercase hex as Python writes it.
+fn push_unit(out: &mut String, u: u16) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push_str("\\u");
+    for shift in [12, 8, 4, 0] {
+        out.push(char::from(HEX[usize::from((u >> shift) & 0xf)]));
+    }
+}
+
+/// The straightforward escaper [`escape_into`] must equal (tests only).
+#[cfg(test)]
+pub(crate) fn escape_reference(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -210,6 +210,16 @@ fn optout_records_round_trip() {
 
 proptest::proptest! {
     #[test]
+    fn the_fast_escaper_writes_what_the_reference_writes(s in "(?s).{0,40}", ascii in "[ -~]{0,40}") {
+        for text in [s.as_str(), ascii.as_str(), "\u{7f}\u{0}\u{1f}\u{1f438}é\\\"\n\r\t\u{8}\u{c}"] {
+            let (mut fast, mut reference) = (String::new(), String::new());
+            json::escape_into(&mut fast, text);
+            json::escape_reference(&mut reference, text);
+            proptest::prop_assert_eq!(fast, reference);
+        }
+    }
+
+    #[test]
     fn spec_json_is_valid_json_for_any_text(text in ".*", name in "\\PC*") {
         let mut m = sample_one();
         m.text = text.clone();

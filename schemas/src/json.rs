@@ -2,6 +2,10 @@
 //! `", "` between items, `": "` after keys, and `ensure_ascii` escaping (every non-ASCII code
 //! point as `\uXXXX`, astral ones as a surrogate pair). The original service stored messages in
 //! this format; the API keeps serving it unchanged.
+//!
+//! The API serves that document as a string inside its own JSON, so the writer can also write it
+//! already escaped for that ([`PyJson::embedded`]): one pass instead of writing the document and
+//! escaping it again (what [`escape_json_content`] would do to the plain document, byte for byte).
 
 /// Python-`json.dumps`-compatible writer. Commas are inserted automatically.
 #[derive(Debug, Default)]
@@ -11,6 +15,8 @@ pub struct PyJson {
     stack: Vec<bool>,
     /// True right after `key()`: the next value belongs to that key.
     after_key: bool,
+    /// Write the document as the content of a JSON string literal (see [`Self::embedded`]).
+    embedded: bool,
 }
 
 impl PyJson {
@@ -20,6 +26,17 @@ impl PyJson {
             out: String::with_capacity(cap),
             stack: Vec::with_capacity(4),
             after_key: false,
+            embedded: false,
+        }
+    }
+
+    /// A writer of the document as the content of a JSON string literal, without the enclosing
+    /// quotes: exactly [`escape_json_content`] of what [`Self::with_capacity`]'s writer writes
+    /// (every `"` as `\"`, every `\` as `\\`; the document is ASCII, ensure_ascii saw to that).
+    pub fn embedded(cap: usize) -> Self {
+        Self {
+            embedded: true,
+            ..Self::with_capacity(cap)
         }
     }
 
@@ -74,7 +91,7 @@ impl PyJson {
     /// Writes an object key; the next call writes its value.
     pub fn key(&mut self, k: &str) -> &mut Self {
         self.before_value();
-        escape_into(&mut self.out, k);
+        escape_str(&mut self.out, k, self.embedded);
         self.out.push_str(": ");
         self.after_key = true;
         self
@@ -83,7 +100,7 @@ impl PyJson {
     /// A string value.
     pub fn string(&mut self, s: &str) -> &mut Self {
         self.before_value();
-        escape_into(&mut self.out, s);
+        escape_str(&mut self.out, s, self.embedded);
         self
     }
 
@@ -115,9 +132,10 @@ impl PyJson {
     /// An integer as a string (`"29"`).
     pub fn int_string(&mut self, i: i64) -> &mut Self {
         self.before_value();
-        self.out.push('"');
+        let q = if self.embedded { "\\\"" } else { "\"" };
+        self.out.push_str(q);
         self.out.push_str(itoa::Buffer::new().format(i));
-        self.out.push('"');
+        self.out.push_str(q);
         self
     }
 
@@ -128,9 +146,17 @@ impl PyJson {
         self.after_key = false;
     }
 
-    /// Appends `text` as it is (a document written elsewhere).
-    pub fn push_raw(&mut self, text: &str) {
-        self.out.push_str(text);
+    /// Appends `text`, a document written elsewhere: as it is, or escaped when this writer is
+    /// [`Self::embedded`].
+    pub fn push_document(&mut self, text: &str) {
+        if self.embedded {
+            let mut v = std::mem::take(&mut self.out).into_bytes();
+            escape_json_content(&mut v, text);
+            // Only ASCII escapes were added to UTF-8 text.
+            self.out = String::from_utf8(v).unwrap_or_default();
+        } else {
+            self.out.push_str(text);
+        }
     }
 
     /// The document written so far.
@@ -145,14 +171,22 @@ impl PyJson {
     }
 }
 
-/// Appends `s` as a JSON string literal with Python's `ensure_ascii=True` escaping: `"`, `\\`
+/// Appends `s` as a JSON string literal with Python's `ensure_ascii=True` escaping: `"`, `\`
 /// and the usual control characters by their short escapes, every other code point outside
-/// printable ASCII (DEL included) as `\\uXXXX` (astral ones as a surrogate pair). Runs of
+/// printable ASCII (DEL included) as `\uXXXX` (astral ones as a surrogate pair). Runs of
 /// printable ASCII, most of chat, are copied in one piece.
-pub fn escape_into(out: &mut String, s: &str) {
+///
+/// With `embedded`, that literal as the content of another JSON string: each
+/// `"` of it written `\"`, each `\` written `\\`.
+pub(crate) fn escape_str(out: &mut String, s: &str, embedded: bool) {
     let bytes = s.as_bytes();
+    let (quote, backslash) = if embedded {
+        ("\\\"", "\\\\")
+    } else {
+        ("\"", "\\")
+    };
     out.reserve(s.len() + 2);
-    out.push('"');
+    out.push_str(quote);
     let (mut start, mut i) = (0, 0);
     while i < bytes.len() {
         let b = bytes[i];
@@ -162,15 +196,23 @@ pub fn escape_into(out: &mut String, s: &str) {
         }
         out.push_str(&s[start..i]);
         if b < 0x80 {
-            match b {
-                b'"' => out.push_str("\\\""),
-                b'\\' => out.push_str("\\\\"),
-                b'\n' => out.push_str("\\n"),
-                b'\r' => out.push_str("\\r"),
-                b'\t' => out.push_str("\\t"),
-                0x08 => out.push_str("\\b"),
-                0x0c => out.push_str("\\f"),
-                _ => push_unit(out, u16::from(b)),
+            // Python's escape: a backslash, then this.
+            let tail = match b {
+                b'"' => Some(quote),
+                b'\\' => Some(backslash),
+                b'\n' => Some("n"),
+                b'\r' => Some("r"),
+                b'\t' => Some("t"),
+                0x08 => Some("b"),
+                0x0c => Some("f"),
+                _ => None,
+            };
+            match tail {
+                Some(t) => {
+                    out.push_str(backslash);
+                    out.push_str(t);
+                }
+                None => push_unit(out, u16::from(b), backslash),
             }
             i += 1;
         } else {
@@ -178,26 +220,77 @@ pub fn escape_into(out: &mut String, s: &str) {
             let c = s[i..].chars().next().unwrap_or('\u{fffd}');
             let mut buf = [0u16; 2];
             for u in c.encode_utf16(&mut buf) {
-                push_unit(out, *u);
+                push_unit(out, *u, backslash);
             }
             i += c.len_utf8();
         }
         start = i;
     }
     out.push_str(&s[start..]);
-    out.push('"');
+    out.push_str(quote);
 }
 
-/// `\\uXXXX` of one UTF-16 unit, lowercase hex as Python writes it.
-fn push_unit(out: &mut String, u: u16) {
+/// How serde_json escapes a byte inside a string: 0 = as is, `u` = `\\u00XX`, else the letter
+/// after `\\`.
+const SERDE_ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = b'u';
+        b += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// Appends `s` escaped as serde_json escapes the content of a string (without the quotes):
+/// `"`, `\\` and control characters; everything else, non-ASCII included, as it is.
+pub fn escape_json_content(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push_str("\\u");
+    let bytes = s.as_bytes();
+    out.reserve(s.len() + s.len() / 8);
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let e = SERDE_ESCAPE[b as usize];
+        if e == 0 {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        if e == b'u' {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ]);
+        } else {
+            out.extend_from_slice(&[b'\\', e]);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// `\\uXXXX` of one UTF-16 unit, lowercase hex as Python writes it (`backslash`: how a
+/// backslash is written).
+fn push_unit(out: &mut String, u: u16, backslash: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push_str(backslash);
+    out.push('u');
     for shift in [12, 8, 4, 0] {
         out.push(char::from(HEX[usize::from((u >> shift) & 0xf)]));
     }
 }
 
-/// The straightforward escaper [`escape_into`] must equal (tests only).
+/// The straightforward escaper [`escape_str`] must equal (tests only).
 #[cfg(test)]
 pub(crate) fn escape_reference(out: &mut String, s: &str) {
     out.push('"');

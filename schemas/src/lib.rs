@@ -14,7 +14,7 @@ mod optout;
 
 use serde::{Deserialize, Serialize};
 
-pub use json::PyJson;
+pub use json::{escape_json_content, PyJson};
 pub use optout::{OptOut, OptOutScope, OptOutSet, OptOutSource, OptOutState};
 
 /// Avro schema of [`ChatMessage`].

@@ -213,7 +213,7 @@ proptest::proptest! {
     fn the_fast_escaper_writes_what_the_reference_writes(s in "(?s).{0,40}", ascii in "[ -~]{0,40}") {
         for text in [s.as_str(), ascii.as_str(), "\u{7f}\u{0}\u{1f}\u{1f438}é\\\"\n\r\t\u{8}\u{c}"] {
             let (mut fast, mut reference) = (String::new(), String::new());
-            json::escape_into(&mut fast, text);
+            json::escape_str(&mut fast, text, false);
             json::escape_reference(&mut reference, text);
             proptest::prop_assert_eq!(fast, reference);
         }
@@ -269,5 +269,41 @@ fn room_settings_round_trip_through_their_stored_text() {
         "emote-only=0;followers-only=-1;r9k=0;slow=0;subs-only=0;room-id=1;y",
     ] {
         assert_eq!(RoomSettings::decode(bad), None, "{bad}");
+    }
+}
+
+proptest::proptest! {
+    /// The embedded writer writes in one pass what escaping the plain document gives.
+    #[test]
+    fn embedded_documents_are_the_escaped_plain_ones(key in "(?s).{0,12}", value in "(?s).{0,40}", n in proptest::prelude::any::<i64>()) {
+        let write = |j: &mut PyJson| {
+            j.begin_object();
+            j.key(&key).string(&value);
+            j.key("n").int_string(n);
+            j.key("list").begin_array();
+            j.bool(true);
+            j.int(n);
+            j.opt_string(None);
+            j.end_array();
+            j.end_object();
+        };
+        let (mut plain, mut embedded) = (PyJson::default(), PyJson::embedded(0));
+        write(&mut plain);
+        write(&mut embedded);
+        let mut escaped = Vec::new();
+        escape_json_content(&mut escaped, plain.as_str());
+        proptest::prop_assert_eq!(embedded.as_str().as_bytes(), escaped.as_slice());
+        let mut pushed = PyJson::embedded(0);
+        pushed.push_document(plain.as_str());
+        proptest::prop_assert_eq!(pushed.as_str(), embedded.as_str());
+    }
+
+    /// escape_json_content is serde_json's string escaping.
+    #[test]
+    fn content_escaping_is_serde_jsons(s in proptest::prelude::any::<String>()) {
+        let mut v = vec![b'"'];
+        escape_json_content(&mut v, &s);
+        v.push(b'"');
+        proptest::prop_assert_eq!(String::from_utf8(v).unwrap(), serde_json::to_string(&s).unwrap());
     }
 }

@@ -24,13 +24,6 @@ pub enum Format {
     Raw,
 }
 
-impl Format {
-    /// Whether the page is rendered from the stored IRC line rather than the message JSON.
-    pub fn reads_raw_lines(self) -> bool {
-        self == Self::Raw
-    }
-}
-
 /// Parameters of the chat routes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatParams {

@@ -228,7 +228,8 @@ fn every_valid_content_line_becomes_a_record_that_keeps_the_line() {
 /// `message` JSON from those (`tci_irc::record::render_message_json`). On every real chat line
 /// of the corpus that rendering must be byte for byte the record's own JSON; chat-ingestor
 /// checks the same for every message before it drops the JSON, so this count is what the
-/// archive would have to keep as JSON (expected: none).
+/// archive would have to keep as JSON (expected: none). The same holds for the rendering
+/// escaped for embedding in the API's pages.
 #[test]
 fn every_chat_record_renders_from_its_stored_line_exactly() {
     let c = corpus();
@@ -243,6 +244,20 @@ fn every_chat_record_renders_from_its_stored_line_exactly() {
         j.clear();
         let line = m.raw_line.as_deref().expect("raw line kept");
         let settings = tci_schemas::RoomSettings::encode(&m.room, m.broadcaster_id).unwrap();
+        let mut embedded = tci_schemas::PyJson::embedded(0);
+        let embedded_ok = record::render_message_json(
+            line,
+            m.broadcaster_id,
+            m.received_at,
+            &settings,
+            &mut embedded,
+        )
+        .is_ok();
+        let mut escaped = Vec::new();
+        tci_schemas::escape_json_content(&mut escaped, &m.to_spec_json());
+        if !embedded_ok || embedded.as_str().as_bytes() != escaped.as_slice() {
+            differ.push(format!("line {}: the embedded rendering differs", i + 1));
+        }
         match record::render_message_json(line, m.broadcaster_id, m.received_at, &settings, &mut j)
         {
             Ok(()) if j.as_str() == m.to_spec_json() => {}

@@ -8,6 +8,9 @@ pub enum Body {
     /// The API's `message` JSON (stored, or rendered from the raw line).
     #[default]
     Message,
+    /// The same JSON as the content of a JSON string literal (escaped, without the quotes): what
+    /// the API's json and ndjson pages embed, written in one pass.
+    EmbeddedMessage,
     /// The exact IRC line (`raw_line`; empty for rows stored before it was kept).
     RawLine,
 }

@@ -66,7 +66,7 @@ impl StoredChat {
     pub fn message_json(&self, broadcaster_id: i64, j: &mut PyJson) -> Result<(), BodyError> {
         j.clear();
         if let Some(m) = &self.message {
-            j.push_raw(m);
+            j.push_document(m);
             return Ok(());
         }
         match (&self.raw_line, &self.room_state) {
@@ -81,24 +81,21 @@ impl StoredChat {
         }
     }
 
-    /// The body a reader asked for: the `message` JSON (see [`Self::message_json`]; `scratch`
-    /// is the buffer it is rendered in) or the raw line (empty for rows stored before lines
-    /// were kept).
-    pub fn body(
-        &mut self,
-        broadcaster_id: i64,
-        body: Body,
-        scratch: &mut PyJson,
-    ) -> Result<String, BodyError> {
-        match body {
-            Body::RawLine => Ok(self.raw_line.take().unwrap_or_default()),
+    /// The body a reader asked for: the `message` JSON (see [`Self::message_json`]), that JSON
+    /// escaped for embedding in a JSON string ([`Body::EmbeddedMessage`]), or the raw line (empty
+    /// for rows stored before lines were kept).
+    pub fn body(&mut self, broadcaster_id: i64, body: Body) -> Result<String, BodyError> {
+        // Room for a typical message JSON and its escapes: one allocation.
+        let cap = self.raw_line.as_ref().map_or(0, String::len) * 3;
+        let mut j = match body {
+            Body::RawLine => return Ok(self.raw_line.take().unwrap_or_default()),
             Body::Message => match self.message.take() {
-                Some(m) => Ok(m),
-                None => {
-                    self.message_json(broadcaster_id, scratch)?;
-                    Ok(scratch.as_str().to_owned())
-                }
+                Some(m) => return Ok(m),
+                None => PyJson::with_capacity(cap),
             },
-        }
+            Body::EmbeddedMessage => PyJson::embedded(cap),
+        };
+        self.message_json(broadcaster_id, &mut j)?;
+        Ok(j.finish())
     }
 }

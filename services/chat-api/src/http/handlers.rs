@@ -130,10 +130,11 @@ async fn chat_inner(
     let db = state.db()?;
     let req = ChatRequest {
         scope,
-        body: if p.format.reads_raw_lines() {
-            Body::RawLine
-        } else {
-            Body::Message
+        body: match p.format {
+            Format::Raw => Body::RawLine,
+            // Their writers embed the message JSON as a string: rendered escaped, in one pass.
+            Format::Json | Format::Ndjson => Body::EmbeddedMessage,
+            Format::Text => Body::Message,
         },
         start_ms: p.start_ms,
         end_ms: p.end_ms,

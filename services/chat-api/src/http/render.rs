@@ -81,7 +81,10 @@ fn json_response<T: Serialize>(body: &T) -> Response {
 /// The chat page as JSON, written directly into one buffer sized up front: byte for byte what
 /// `serde_json::to_vec_pretty` of [`ChatBody`] gives (a property test checks it), without its
 /// per-call writer indirection and without growing (and copying) a 100 KB buffer as it fills.
-/// Escaping the stored `message` JSON is most of the work of a page (see `make bench-api`).
+/// Each row's `message` arrives already escaped for embedding ([`Body::EmbeddedMessage`]: the
+/// store renders it that way in one pass), so it is copied, not escaped again.
+///
+/// [`Body::EmbeddedMessage`]: chat_store::cql::Body::EmbeddedMessage
 pub fn chat_json(broadcaster_id: i64, rows: &[ChatRow], cursor: Option<&str>) -> Response {
     let mut r = Response::new(chat_json_bytes(broadcaster_id, rows, cursor).into());
     r.headers_mut()
@@ -109,7 +112,7 @@ fn chat_json_bytes(broadcaster_id: i64, rows: &[ChatRow], cursor: Option<&str>) 
         out.extend_from_slice(b"      \"broadcaster_id\": ");
         out.extend_from_slice(ints.format(broadcaster_id).as_bytes());
         out.extend_from_slice(b",\n      \"message\": ");
-        json_str(&mut out, &r.message);
+        embedded_str(&mut out, &r.message);
         out.extend_from_slice(b",\n      \"message_id\": ");
         json_str(&mut out, &r.message_id);
         out.extend_from_slice(b",\n      \"timestamp\": ");
@@ -130,51 +133,17 @@ fn page_capacity(rows: &[ChatRow], cursor: Option<&str>, per_row: usize) -> usiz
     64 + cursor.map_or(0, str::len) + text + text / 4 + rows.len() * per_row
 }
 
-/// How serde_json escapes a byte: 0 = as is, `u` = `\u00XX`, else the letter after `\`.
-const ESCAPE: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        t[b] = b'u';
-        b += 1;
-    }
-    t[0x08] = b'b';
-    t[0x09] = b't';
-    t[0x0a] = b'n';
-    t[0x0c] = b'f';
-    t[0x0d] = b'r';
-    t[b'"' as usize] = b'"';
-    t[b'\\' as usize] = b'\\';
-    t
-};
-
 /// Appends `s` as a JSON string literal, escaped exactly as serde_json escapes it.
 fn json_str(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = s.as_bytes();
     out.push(b'"');
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let e = ESCAPE[b as usize];
-        if e == 0 {
-            continue;
-        }
-        out.extend_from_slice(&bytes[start..i]);
-        if e == b'u' {
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(b >> 4) as usize],
-                HEX[(b & 0xf) as usize],
-            ]);
-        } else {
-            out.extend_from_slice(&[b'\\', e]);
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
+    tci_schemas::escape_json_content(out, s);
+    out.push(b'"');
+}
+
+/// Appends a string literal whose content `escaped` already is (see [`chat_json`]).
+fn embedded_str(out: &mut Vec<u8>, escaped: &str) {
+    out.push(b'"');
+    out.extend_from_slice(escaped.as_bytes());
     out.push(b'"');
 }
 
@@ -194,7 +163,7 @@ pub fn chat_ndjson(
         body.extend_from_slice(b"{\"broadcaster_id\":");
         body.extend_from_slice(ints.format(broadcaster_id).as_bytes());
         body.extend_from_slice(b",\"message\":");
-        json_str(&mut body, &r.message);
+        embedded_str(&mut body, &r.message);
         body.extend_from_slice(b",\"message_id\":");
         json_str(&mut body, &r.message_id);
         body.extend_from_slice(b",\"timestamp\":");
@@ -351,12 +320,11 @@ mod tests {
 
     #[test]
     fn the_sample_shape_byte_for_byte() {
-        let rows = vec![ChatRow {
-            sent_ts: 1706408359963,
-            message_id: "0a232bf9-2e6a-4bd4-85e3-c9800b68fedb".into(),
-            message: "{\"text\": \"hi\"}".into(),
-            user_id: None,
-        }];
+        let rows = vec![embedded(&row(
+            1706408359963,
+            "0a232bf9-2e6a-4bd4-85e3-c9800b68fedb",
+            "{\"text\": \"hi\"}",
+        ))];
         let r = chat_json(24538518, &rows, Some("abc"));
         assert_eq!(r.headers()["content-type"], "application/json");
         let body = String::from_utf8(chat_json_bytes(24538518, &rows, Some("abc"))).expect("utf8");
@@ -372,6 +340,16 @@ mod tests {
             message_id: id.into(),
             message: message.into(),
             user_id: None,
+        }
+    }
+
+    /// `r` as the store hands it to the json and ndjson writers (`Body::EmbeddedMessage`).
+    fn embedded(r: &ChatRow) -> ChatRow {
+        let mut v = Vec::new();
+        tci_schemas::escape_json_content(&mut v, &r.message);
+        ChatRow {
+            message: String::from_utf8(v).expect("utf8"),
+            ..r.clone()
         }
     }
 
@@ -464,13 +442,14 @@ mod tests {
             // Every control character, quotes and backslashes, in stored-JSON-like text.
             let tricky: String = controls.iter().map(|&c| char::from(c)).collect();
             rows.push(row(1, "q\"\\", &format!("{{\"text\": \"a\\\"b\u{7f}\u{e9}{tricky}\"}}")));
+            let escaped: Vec<ChatRow> = rows.iter().map(embedded).collect();
             proptest::prop_assert_eq!(
-                chat_json_bytes(broadcaster_id, &rows, cursor.as_deref()),
+                chat_json_bytes(broadcaster_id, &escaped, cursor.as_deref()),
                 serde_pretty(broadcaster_id, &rows, cursor.as_deref())
             );
             proptest::prop_assert_eq!(chat_json_bytes(broadcaster_id, &[], cursor.as_deref()), serde_pretty(broadcaster_id, &[], cursor.as_deref()));
             let q = QueryPairs::parse("start=1&end=2&format=ndjson");
-            let ndjson = body(chat_ndjson(broadcaster_id, &rows, None, "/v1.0/1/chat", &q));
+            let ndjson = body(chat_ndjson(broadcaster_id, &escaped, None, "/v1.0/1/chat", &q));
             proptest::prop_assert_eq!(ndjson.into_bytes(), serde_lines(broadcaster_id, &rows));
         }
     }

@@ -14,7 +14,6 @@ use scylla::{
     statement::prepared::PreparedStatement,
     value::CqlTimestamp,
 };
-use tci_schemas::PyJson;
 use tracing::warn;
 
 use super::{
@@ -123,12 +122,11 @@ impl Db {
         body: Body,
         stored: impl IntoIterator<Item = StoredChat>,
     ) -> Vec<ChatRow> {
-        let mut scratch = PyJson::with_capacity(2048);
         stored
             .into_iter()
             .map(|mut r| {
                 let message = r
-                    .body(broadcaster_id, body, &mut scratch)
+                    .body(broadcaster_id, body)
                     .unwrap_or_else(|e| {
                         METRICS.render_failures.inc();
                         warn!(broadcaster_id, message_id = %r.message_id, error = %e, "stored message has no servable body");

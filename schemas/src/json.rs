@@ -97,6 +97,20 @@ impl PyJson {
         self
     }
 
+    /// Writes a key of the caller's own (a literal in printable ASCII without `"` or `\\`),
+    /// copied without an escaping pass; the next call writes its value.
+    pub fn key_lit(&mut self, k: &'static str) -> &mut Self {
+        debug_assert!(k.bytes().all(plain), "{k:?} needs escaping: use key()");
+        self.before_value();
+        let q = if self.embedded { "\\\"" } else { "\"" };
+        self.out.push_str(q);
+        self.out.push_str(k);
+        self.out.push_str(q);
+        self.out.push_str(": ");
+        self.after_key = true;
+        self
+    }
+
     /// A string value.
     pub fn string(&mut self, s: &str) -> &mut Self {
         self.before_value();
@@ -188,12 +202,9 @@ pub(crate) fn escape_str(out: &mut String, s: &str, embedded: bool) {
     out.reserve(s.len() + 2);
     out.push_str(quote);
     let (mut start, mut i) = (0, 0);
-    while i < bytes.len() {
-        let b = bytes[i];
-        if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
-            i += 1;
-            continue;
-        }
+    loop {
+        i = plain_run(bytes, i);
+        let Some(&b) = bytes.get(i) else { break };
         out.push_str(&s[start..i]);
         if b < 0x80 {
             // Python's escape: a backslash, then this.
@@ -277,6 +288,40 @@ pub fn escape_json_content(out: &mut Vec<u8>, s: &str) {
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
+}
+
+/// Whether `b` is written as it is: printable ASCII but `"` and `\\`.
+#[inline]
+fn plain(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'
+}
+
+/// The end of the run of [`plain`] bytes starting at `i`. Eight bytes at a time while none of
+/// them can need escaping (SWAR: the classic "has a byte less than / equal to" tests, whose
+/// rare false positives only hand a chunk to the exact byte loop), then byte by byte.
+#[inline]
+fn plain_run(bytes: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        let special = (x & HIGH)
+            | (x.wrapping_sub(ONES * 0x20) & !x & HIGH)
+            | has_zero(x ^ (ONES * u64::from(b'"')))
+            | has_zero(x ^ (ONES * u64::from(b'\\')))
+            | has_zero(x ^ (ONES * 0x7f));
+        if special != 0 {
+            break;
+        }
+        i += 8;
+    }
+    while bytes.get(i).is_some_and(|&b| plain(b)) {
+        i += 1;
+    }
+    i
 }
 
 /// `\\uXXXX` of one UTF-16 unit, lowercase hex as Python writes it (`backslash`: how a

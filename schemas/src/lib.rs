@@ -310,25 +310,25 @@ impl MessageView<'_> {
     /// order.
     pub fn write_spec_json(&self, j: &mut PyJson) {
         j.begin_object();
-        j.key("text").string(self.text);
-        j.key("is_me").bool(self.is_me);
-        j.key("bits").int(i64::from(self.bits));
-        j.key("sent_timestamp").int(self.sent_timestamp);
-        j.key("reply_parent_msg_id")
+        j.key_lit("text").string(self.text);
+        j.key_lit("is_me").bool(self.is_me);
+        j.key_lit("bits").int(i64::from(self.bits));
+        j.key_lit("sent_timestamp").int(self.sent_timestamp);
+        j.key_lit("reply_parent_msg_id")
             .opt_string(self.reply_parent_msg_id);
-        j.key("reply_parent_user_id")
+        j.key_lit("reply_parent_user_id")
             .opt_string(self.reply_parent_user_id);
-        j.key("reply_parent_user_login")
+        j.key_lit("reply_parent_user_login")
             .opt_string(self.reply_parent_user_login);
-        j.key("reply_parent_display_name")
+        j.key_lit("reply_parent_display_name")
             .opt_string(self.reply_parent_display_name);
-        j.key("reply_parent_msg_body")
+        j.key_lit("reply_parent_msg_body")
             .opt_string(self.reply_parent_msg_body);
-        j.key("reply_thread_parent_msg_id")
+        j.key_lit("reply_thread_parent_msg_id")
             .opt_string(self.reply_thread_parent_msg_id);
-        j.key("reply_thread_parent_user_login")
+        j.key_lit("reply_thread_parent_user_login")
             .opt_string(self.reply_thread_parent_user_login);
-        j.key("emotes");
+        j.key_lit("emotes");
         match self.emotes {
             None => j.null(),
             Some(emotes) => {
@@ -337,8 +337,8 @@ impl MessageView<'_> {
                     j.key(&e.id).begin_array();
                     for p in &e.positions {
                         j.begin_object();
-                        j.key("start_position").int_string(i64::from(p.start));
-                        j.key("end_position").int_string(i64::from(p.end));
+                        j.key_lit("start_position").int_string(i64::from(p.start));
+                        j.key_lit("end_position").int_string(i64::from(p.end));
                         j.end_object();
                     }
                     j.end_array();
@@ -346,33 +346,33 @@ impl MessageView<'_> {
                 j.end_object();
             }
         }
-        j.key("id").string(self.id);
-        j.key("room").begin_object();
+        j.key_lit("id").string(self.id);
+        j.key_lit("room").begin_object();
         let r = self.settings;
-        j.key("name").string(self.room_name);
-        j.key("is_emote_only").bool(r.is_emote_only);
-        j.key("is_subs_only").bool(r.is_subs_only);
-        j.key("is_followers_only").bool(r.is_followers_only);
-        j.key("is_unique_only").bool(r.is_unique_only);
-        j.key("follower_only_delay")
+        j.key_lit("name").string(self.room_name);
+        j.key_lit("is_emote_only").bool(r.is_emote_only);
+        j.key_lit("is_subs_only").bool(r.is_subs_only);
+        j.key_lit("is_followers_only").bool(r.is_followers_only);
+        j.key_lit("is_unique_only").bool(r.is_unique_only);
+        j.key_lit("follower_only_delay")
             .int(i64::from(r.follower_only_delay));
-        j.key("room_id").string(self.room_id);
-        j.key("slow").int(i64::from(r.slow));
+        j.key_lit("room_id").string(self.room_id);
+        j.key_lit("slow").int(i64::from(r.slow));
         j.end_object();
-        j.key("user").begin_object();
-        j.key("name").string(self.user_name);
-        j.key("badge_info");
+        j.key_lit("user").begin_object();
+        j.key_lit("name").string(self.user_name);
+        j.key_lit("badge_info");
         write_badges(j, self.badge_info);
-        j.key("badges");
+        j.key_lit("badges");
         write_badges(j, self.badges);
-        j.key("color").opt_string(self.color);
-        j.key("display_name").string(self.display_name);
-        j.key("mod").bool(self.is_mod);
-        j.key("subscriber").bool(self.subscriber);
-        j.key("turbo").bool(self.turbo);
-        j.key("id").string(self.user_id);
-        j.key("user_type").opt_string(self.user_type);
-        j.key("vip").bool(self.vip);
+        j.key_lit("color").opt_string(self.color);
+        j.key_lit("display_name").string(self.display_name);
+        j.key_lit("mod").bool(self.is_mod);
+        j.key_lit("subscriber").bool(self.subscriber);
+        j.key_lit("turbo").bool(self.turbo);
+        j.key_lit("id").string(self.user_id);
+        j.key_lit("user_type").opt_string(self.user_type);
+        j.key_lit("vip").bool(self.vip);
         j.end_object();
         j.end_object();
     }

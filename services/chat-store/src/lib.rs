@@ -41,7 +41,7 @@ pub use bucket::{
 };
 pub use plan::{plan, ChatRow, DeletionRow, ModerationRow, Plan, Record};
 pub use statements::{ReadStatements, Write, WriteStatements};
-pub use stored::{BodyError, StoredChat, StoredChatTuple};
+pub use stored::{BodyError, StoredChat, StoredChatRef, StoredChatRefTuple, StoredChatTuple};
 
 /// Table names (the keyspace is configuration).
 pub mod table {

@@ -19,6 +19,85 @@ pub type StoredChatTuple = (
     Option<i64>,
 );
 
+/// [`StoredChatTuple`] borrowed from the query's result (no copy of the line per row).
+pub type StoredChatRefTuple<'a> = (
+    i64,
+    &'a str,
+    Option<i64>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<i64>,
+);
+
+/// A [`StoredChat`] borrowed from the query's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredChatRef<'a> {
+    pub sent_ts: i64,
+    pub message_id: &'a str,
+    pub user_id: Option<i64>,
+    pub message: Option<&'a str>,
+    pub raw_line: Option<&'a str>,
+    pub room_state: Option<&'a str>,
+    pub received_at: Option<i64>,
+}
+
+impl<'a> From<StoredChatRefTuple<'a>> for StoredChatRef<'a> {
+    fn from(
+        (sent_ts, message_id, user_id, message, raw_line, room_state, received_at): StoredChatRefTuple<'a>,
+    ) -> Self {
+        Self {
+            sent_ts,
+            message_id,
+            user_id,
+            message,
+            raw_line,
+            room_state,
+            received_at,
+        }
+    }
+}
+
+impl StoredChatRef<'_> {
+    /// Writes the row's `message` JSON into `j` (cleared first): the stored JSON, else rendered
+    /// from the raw line, the room state and the receive time.
+    pub fn message_json(&self, broadcaster_id: i64, j: &mut PyJson) -> Result<(), BodyError> {
+        j.clear();
+        if let Some(m) = self.message {
+            j.push_document(m);
+            return Ok(());
+        }
+        match (self.raw_line, self.room_state) {
+            (Some(line), Some(room)) => Ok(render_message_json(
+                line,
+                broadcaster_id,
+                self.received_at.unwrap_or(self.sent_ts),
+                room,
+                j,
+            )?),
+            _ => Err(BodyError::Missing),
+        }
+    }
+
+    /// The body a reader asked for: the `message` JSON (see [`Self::message_json`]), that JSON
+    /// escaped for embedding in a JSON string ([`Body::EmbeddedMessage`]), or the raw line (empty
+    /// for rows stored before lines were kept).
+    pub fn body(&self, broadcaster_id: i64, body: Body) -> Result<String, BodyError> {
+        // Room for a typical message JSON and its escapes: one allocation.
+        let cap = self.raw_line.map_or(0, str::len) * 3;
+        let mut j = match body {
+            Body::RawLine => return Ok(self.raw_line.unwrap_or_default().to_owned()),
+            Body::Message => match self.message {
+                Some(m) => return Ok(m.to_owned()),
+                None => PyJson::with_capacity(cap),
+            },
+            Body::EmbeddedMessage => PyJson::embedded(cap),
+        };
+        self.message_json(broadcaster_id, &mut j)?;
+        Ok(j.finish())
+    }
+}
+
 /// One `chat_messages` row as read.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StoredChat {
@@ -61,41 +140,21 @@ pub enum BodyError {
 }
 
 impl StoredChat {
-    /// Writes the row's `message` JSON into `j` (cleared first): the stored JSON, else rendered
-    /// from the raw line, the room state and the receive time.
-    pub fn message_json(&self, broadcaster_id: i64, j: &mut PyJson) -> Result<(), BodyError> {
-        j.clear();
-        if let Some(m) = &self.message {
-            j.push_document(m);
-            return Ok(());
-        }
-        match (&self.raw_line, &self.room_state) {
-            (Some(line), Some(room)) => Ok(render_message_json(
-                line,
-                broadcaster_id,
-                self.received_at.unwrap_or(self.sent_ts),
-                room,
-                j,
-            )?),
-            _ => Err(BodyError::Missing),
+    /// The row, borrowed.
+    pub fn as_ref(&self) -> StoredChatRef<'_> {
+        StoredChatRef {
+            sent_ts: self.sent_ts,
+            message_id: &self.message_id,
+            user_id: self.user_id,
+            message: self.message.as_deref(),
+            raw_line: self.raw_line.as_deref(),
+            room_state: self.room_state.as_deref(),
+            received_at: self.received_at,
         }
     }
 
-    /// The body a reader asked for: the `message` JSON (see [`Self::message_json`]), that JSON
-    /// escaped for embedding in a JSON string ([`Body::EmbeddedMessage`]), or the raw line (empty
-    /// for rows stored before lines were kept).
-    pub fn body(&mut self, broadcaster_id: i64, body: Body) -> Result<String, BodyError> {
-        // Room for a typical message JSON and its escapes: one allocation.
-        let cap = self.raw_line.as_ref().map_or(0, String::len) * 3;
-        let mut j = match body {
-            Body::RawLine => return Ok(self.raw_line.take().unwrap_or_default()),
-            Body::Message => match self.message.take() {
-                Some(m) => return Ok(m),
-                None => PyJson::with_capacity(cap),
-            },
-            Body::EmbeddedMessage => PyJson::embedded(cap),
-        };
-        self.message_json(broadcaster_id, &mut j)?;
-        Ok(j.finish())
+    /// See [`StoredChatRef::message_json`].
+    pub fn message_json(&self, broadcaster_id: i64, j: &mut PyJson) -> Result<(), BodyError> {
+        self.as_ref().message_json(broadcaster_id, j)
     }
 }

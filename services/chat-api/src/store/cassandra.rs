@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use chat_store::{ReadStatements, StoredChat, StoredChatTuple};
+use chat_store::{ReadStatements, StoredChatRef, StoredChatRefTuple};
 use scylla::{
     client::session::Session,
     errors::ExecutionError,
@@ -117,29 +117,18 @@ impl Db {
     /// The rows' bodies: the stored JSON, the JSON rendered from the raw line (storage v3), or
     /// the raw line. A row without a body (written by something else than chat-ingestor) is
     /// served with an empty `message`, logged and counted, never failing the page.
-    fn bodies(
-        broadcaster_id: i64,
-        body: Body,
-        stored: impl IntoIterator<Item = StoredChat>,
-    ) -> Vec<ChatRow> {
-        stored
-            .into_iter()
-            .map(|mut r| {
-                let message = r
-                    .body(broadcaster_id, body)
-                    .unwrap_or_else(|e| {
-                        METRICS.render_failures.inc();
-                        warn!(broadcaster_id, message_id = %r.message_id, error = %e, "stored message has no servable body");
-                        String::new()
-                    });
-                ChatRow {
-                    sent_ts: r.sent_ts,
-                    message_id: r.message_id,
-                    message,
-                    user_id: r.user_id,
-                }
-            })
-            .collect()
+    fn row(broadcaster_id: i64, body: Body, r: StoredChatRef<'_>) -> ChatRow {
+        let message = r.body(broadcaster_id, body).unwrap_or_else(|e| {
+            METRICS.render_failures.inc();
+            warn!(broadcaster_id, message_id = %r.message_id, error = %e, "stored message has no servable body");
+            String::new()
+        });
+        ChatRow {
+            sent_ts: r.sent_ts,
+            message_id: r.message_id.to_owned(),
+            message,
+            user_id: r.user_id,
+        }
     }
 
     /// The messages a page of the by-user index points at, in the index's order: one
@@ -148,8 +137,9 @@ impl Db {
     async fn by_keys(
         &self,
         broadcaster_id: i64,
+        body: Body,
         keys: Vec<(i64, String)>,
-    ) -> Result<Vec<StoredChat>, StoreError> {
+    ) -> Result<Vec<ChatRow>, StoreError> {
         let what = "chat_messages_by_key";
         let mut groups: BTreeMap<i64, Vec<(i64, &str)>> = BTreeMap::new();
         for (ts, id) in &keys {
@@ -169,18 +159,23 @@ impl Db {
                     None,
                 )
                 .await?;
-            rows::<StoredChatTuple>(what, qr)
+            qr.into_rows_result().map_err(|e| decode(what, e))
         });
-        let mut found: HashMap<String, StoredChat> = HashMap::with_capacity(keys.len());
-        for group in futures::future::try_join_all(reads).await? {
-            found.extend(group.into_iter().map(|t| {
-                let r = StoredChat::from(t);
-                (r.message_id.clone(), r)
-            }));
+        let results = futures::future::try_join_all(reads).await?;
+        let mut found: HashMap<&str, StoredChatRef<'_>> = HashMap::with_capacity(keys.len());
+        for result in &results {
+            for r in result
+                .rows::<StoredChatRefTuple<'_>>()
+                .map_err(|e| decode(what, e))?
+            {
+                let r = StoredChatRef::from(r.map_err(|e| decode(what, e))?);
+                found.insert(r.message_id, r);
+            }
         }
         Ok(keys
-            .into_iter()
-            .filter_map(|(_, id)| found.remove(&id))
+            .iter()
+            .filter_map(|(_, id)| found.get(id.as_str()))
+            .map(|r| Self::row(broadcaster_id, body, *r))
             .collect())
     }
 }
@@ -292,10 +287,16 @@ impl ChatSource for Db {
                         state,
                     )
                     .await?;
-                let stored = rows::<StoredChatTuple>(what, qr)?
-                    .into_iter()
-                    .map(StoredChat::from);
-                Ok((Self::bodies(broadcaster_id, body, stored), next))
+                let result = qr.into_rows_result().map_err(|e| decode(what, e))?;
+                let rows = result
+                    .rows::<StoredChatRefTuple<'_>>()
+                    .map_err(|e| decode(what, e))?
+                    .map(|r| {
+                        let r = StoredChatRef::from(r.map_err(|e| decode(what, e))?);
+                        Ok(Self::row(broadcaster_id, body, r))
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                Ok((rows, next))
             }
             Scope::User {
                 broadcaster_id,
@@ -313,8 +314,7 @@ impl ChatSource for Db {
                     )
                     .await?;
                 let keys = rows::<(i64, String)>(what, qr)?;
-                let stored = self.by_keys(broadcaster_id, keys).await?;
-                Ok((Self::bodies(broadcaster_id, body, stored), next))
+                Ok((self.by_keys(broadcaster_id, body, keys).await?, next))
             }
         }
     }

@@ -8,7 +8,8 @@
 //! cargo run --release -p chat-ingestor --example ingest_bench -- --count 1200000
 //! ```
 //!
-//! The baseline shares nothing with the ingestor but the statements' text (`chat_store::cql`,
+//! The baseline shares nothing with the ingestor but the statements' text (`chat_store::cql` and
+//! `chat_store::optout::cql` for the `user_channels` index,
 //! the tables' contract): its own row building, its own grouping into single-partition unlogged
 //! batches, its own concurrency, no retries. Everything the run creates (topics, keyspaces) is
 //! deleted at the end, also when it fails.
@@ -156,6 +157,8 @@ enum Unit<'a> {
     Bucket(i64, i64),
     /// A `user_chat_days` row: (channel, period, shard, user, day).
     UserDay((i64, i64, i32, i64, i64)),
+    /// A `user_channels` row (user, channel): the opt-out purge's index, once per pair.
+    UserChannel(i64, i64),
 }
 
 struct Statements {
@@ -163,6 +166,7 @@ struct Statements {
     user: PreparedStatement,
     bucket: PreparedStatement,
     user_day: PreparedStatement,
+    user_channel: PreparedStatement,
 }
 
 const DAY: i64 = 86_400_000;
@@ -214,6 +218,9 @@ async fn execute(s: &Session, st: &Statements, unit: &Unit<'_>) -> anyhow::Resul
         Unit::UserDay(row) => {
             s.execute_unpaged(&st.user_day, *row).await?;
         }
+        Unit::UserChannel(u, b) => {
+            s.execute_unpaged(&st.user_channel, (*u, *b)).await?;
+        }
     }
     Ok(())
 }
@@ -238,6 +245,7 @@ async fn baseline(cfg: &Config, count: u64, channels: u64, parallel: usize) -> a
         user: prep(chat_store::cql::insert_user_index(ks)).await?,
         bucket: prep(chat_store::cql::insert_bucket(ks)).await?,
         user_day: prep(chat_store::cql::insert_user_day(ks)).await?,
+        user_channel: prep(chat_store::optout::cql::insert_user_channel(ks)).await?,
     };
     let mut scratch = tci_schemas::PyJson::default();
     let base = tci_common::now_ms() - (count as i64 / 5);
@@ -275,6 +283,7 @@ async fn baseline(cfg: &Config, count: u64, channels: u64, parallel: usize) -> a
         cfg.ingest.max_rows_per_batch.max(1),
     );
     let mut units: Vec<Unit<'_>> = Vec::new();
+    let mut pairs = std::collections::HashSet::new();
     for part in rows.chunks(chunk) {
         let mut chat: BTreeMap<(i64, i64), Vec<&Row>> = BTreeMap::new();
         let mut user: BTreeMap<(i64, i64, i32), Vec<&Row>> = BTreeMap::new();
@@ -284,6 +293,9 @@ async fn baseline(cfg: &Config, count: u64, channels: u64, parallel: usize) -> a
                 .or_default()
                 .push(r);
             if let Some(u) = r.user_id {
+                if pairs.insert((u, r.broadcaster_id)) {
+                    units.push(Unit::UserChannel(u, r.broadcaster_id));
+                }
                 let day = r.sent_ts.div_euclid(DAY) * DAY;
                 let shard = u.rem_euclid(8) as i32;
                 user.entry((r.broadcaster_id, day, shard))

@@ -14,6 +14,7 @@ use std::{
 };
 
 use chat_store::optout::{OptOutStatements, PurgeCounts};
+use futures::{StreamExt, TryStreamExt};
 use prometheus::IntCounterVec;
 use scylla::client::session::Session;
 use tci_common::{
@@ -143,6 +144,9 @@ type BucketKey = (i64, i64, i64);
 /// Most `(user, channel)` pairs remembered as indexed.
 const KNOWN_LIMIT: usize = 500_000;
 
+/// Index writes of one flush in flight at once.
+const INDEX_CONCURRENCY: usize = 32;
+
 /// Writes `user_channels` (user → channels), the index a user's purge starts from.
 pub struct UserChannels {
     session: Arc<Session>,
@@ -205,37 +209,18 @@ impl UserChannels {
             }
             (new, reindex)
         };
-        let writes = new
+        let writes: Vec<(i64, i64, Option<i64>)> = new
             .iter()
             .map(|&(u, b)| (u, b, None))
-            .chain(reindex.iter().map(|&(b, u, bucket)| (u, b, Some(bucket))));
-        for (u, b, bucket) in writes {
-            let mut backoff = Backoff::default_for_dependencies();
-            let mut failing = None;
-            loop {
-                let res = match bucket {
-                    None => self.st.index_user_channel(&self.session, u, b).await,
-                    Some(bucket) => self.st.reindex(&self.session, b, u, bucket).await,
-                };
-                match res {
-                    Ok(()) => break,
-                    Err(e) if classify(&e) == Failure::Permanent => {
-                        error!(table = "user_channels", error = %e, "Cassandra refused a write and retrying cannot help; ingestion stops");
-                        return Err(IndexError::Permanent(e.to_string()));
-                    }
-                    Err(e) => {
-                        failing.get_or_insert_with(|| self.health.failing());
-                        crate::metrics::METRICS.write_retries.inc();
-                        let d = backoff.next_delay();
-                        warn!(table = "user_channels", error = %e, retry_in = ?d, "Cassandra write failed; retrying");
-                        tokio::select! {
-                            _ = tokio::time::sleep(d) => {}
-                            _ = stop.cancelled() => return Err(IndexError::Abandoned),
-                        }
-                    }
-                }
-            }
-        }
+            .chain(reindex.iter().map(|&(b, u, bucket)| (u, b, Some(bucket))))
+            .collect();
+        // Up to INDEX_CONCURRENCY at once: a flush of fresh chatters is one write each, and one
+        // round trip at a time held ingestion to the latency of Cassandra.
+        futures::stream::iter(writes)
+            .map(|w| self.write_retrying(w, stop))
+            .buffer_unordered(INDEX_CONCURRENCY)
+            .try_collect::<()>()
+            .await?;
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         if known.len() + new.len() > KNOWN_LIMIT {
             known.clear();
@@ -247,6 +232,42 @@ impl UserChannels {
         }
         reindexed.extend(reindex);
         Ok(())
+    }
+}
+
+impl UserChannels {
+    /// One index write, retried while Cassandra's error is transient (consumption pauses
+    /// meanwhile: the writer's health says so).
+    async fn write_retrying(
+        &self,
+        (u, b, bucket): (i64, i64, Option<i64>),
+        stop: &CancellationToken,
+    ) -> Result<(), IndexError> {
+        let mut backoff = Backoff::default_for_dependencies();
+        let mut failing = None;
+        loop {
+            let res = match bucket {
+                None => self.st.index_user_channel(&self.session, u, b).await,
+                Some(bucket) => self.st.reindex(&self.session, b, u, bucket).await,
+            };
+            match res {
+                Ok(()) => return Ok(()),
+                Err(e) if classify(&e) == Failure::Permanent => {
+                    error!(table = "user_channels", error = %e, "Cassandra refused a write and retrying cannot help; ingestion stops");
+                    return Err(IndexError::Permanent(e.to_string()));
+                }
+                Err(e) => {
+                    failing.get_or_insert_with(|| self.health.failing());
+                    crate::metrics::METRICS.write_retries.inc();
+                    let d = backoff.next_delay();
+                    warn!(table = "user_channels", error = %e, retry_in = ?d, "Cassandra write failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(d) => {}
+                        _ = stop.cancelled() => return Err(IndexError::Abandoned),
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -138,16 +138,7 @@ async fn ids_in_cassandra(session: &Session, ks: &str) -> anyhow::Result<Vec<Str
     let mut rows = session
         .query_iter(chat_store::cql::scan_chat(ks), ())
         .await?
-        .rows_stream::<(
-            i64,
-            i64,
-            String,
-            Option<i64>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<i64>,
-        )>()?;
+        .rows_stream::<chat_store::ScanChatTuple>()?;
     let mut out = Vec::new();
     while let Some(r) = rows.next().await {
         out.push(r?.2);

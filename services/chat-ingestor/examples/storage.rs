@@ -141,18 +141,6 @@ async fn write_synthetic(
     Ok(())
 }
 
-/// `broadcaster_id` and a [`StoredChat`] ([`chat_store::cql::scan_chat`]).
-type ScanRow = (
-    i64,
-    i64,
-    String,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-);
-
 async fn report(
     session: &scylla::client::session::Session,
     keyspace: &str,
@@ -162,7 +150,7 @@ async fn report(
     let mut rows = session
         .query_iter(chat_store::cql::scan_chat(keyspace), ())
         .await?
-        .rows_stream::<ScanRow>()?;
+        .rows_stream::<chat_store::ScanChatTuple>()?;
     let (mut messages, mut json_bytes, mut raw_bytes) = (0u64, 0u64, 0u64);
     let (mut kept_json, mut unrenderable) = (0u64, 0u64);
     let mut scratch = tci_schemas::PyJson::default();

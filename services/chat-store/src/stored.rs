@@ -19,6 +19,18 @@ pub type StoredChatTuple = (
     Option<i64>,
 );
 
+/// A row of [`crate::cql::scan_chat`]: `broadcaster_id`, then a [`StoredChatTuple`]'s columns.
+pub type ScanChatTuple = (
+    i64,
+    i64,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
 /// [`StoredChatTuple`] borrowed from the query's result (no copy of the line per row).
 pub type StoredChatRefTuple<'a> = (
     i64,

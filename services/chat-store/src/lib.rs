@@ -41,7 +41,9 @@ pub use bucket::{
 };
 pub use plan::{plan, ChatRow, DeletionRow, ModerationRow, Plan, Record};
 pub use statements::{ReadStatements, Write, WriteStatements};
-pub use stored::{BodyError, StoredChat, StoredChatRef, StoredChatRefTuple, StoredChatTuple};
+pub use stored::{
+    BodyError, ScanChatTuple, StoredChat, StoredChatRef, StoredChatRefTuple, StoredChatTuple,
+};
 
 /// Table names (the keyspace is configuration).
 pub mod table {

@@ -56,8 +56,9 @@ lint: ## cargo fmt --check and clippy -D warnings
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-bench: deps ## Criterion benchmarks of the hot paths (IRC parse vs twitch-irc, parse+record+Avro)
+bench: deps ## Criterion benchmarks of the hot paths (IRC parse vs twitch-irc, parse+record+Avro, message JSON rendered from a stored line vs escaping a stored JSON)
 	$(CARGO) bench -p chat-listener --bench parse
+	$(CARGO) bench -p tci-irc --bench render
 
 bench-ingest: deps ## Pipeline load run: chat-ingestor vs a raw CQL writer, same rows, same run (needs the stack)
 	@$(STACK) start

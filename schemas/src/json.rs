@@ -7,6 +7,30 @@
 //! already escaped for that ([`PyJson::embedded`]): one pass instead of writing the document and
 //! escaping it again (what [`escape_json_content`] would do to the plain document, byte for byte).
 
+/// An object key known when compiling, written by [`PyJson::key_static`] in one copy: built by
+/// [`key!`](crate::key) from a literal of printable ASCII without `"` or `\\` (what it writes
+/// is what [`PyJson::key`] would: the spec-sample and real-line tests compare whole documents).
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    pub plain: &'static str,
+    pub plain_next: &'static str,
+    pub embedded: &'static str,
+    pub embedded_next: &'static str,
+}
+
+/// A [`Key`] from a string literal that needs no escaping.
+#[macro_export]
+macro_rules! key {
+    ($k:literal) => {
+        $crate::json::Key {
+            plain: concat!("\"", $k, "\": "),
+            plain_next: concat!(", \"", $k, "\": "),
+            embedded: concat!("\\\"", $k, "\\\": "),
+            embedded_next: concat!(", \\\"", $k, "\\\": "),
+        }
+    };
+}
+
 /// Python-`json.dumps`-compatible writer. Commas are inserted automatically.
 #[derive(Debug, Default)]
 pub struct PyJson {
@@ -97,17 +121,20 @@ impl PyJson {
         self
     }
 
-    /// Writes a key of the caller's own (a literal in printable ASCII without `"` or `\\`),
-    /// copied without an escaping pass; the next call writes its value.
-    pub fn key_lit(&mut self, k: &'static str) -> &mut Self {
-        debug_assert!(k.bytes().all(plain), "{k:?} needs escaping: use key()");
-        self.before_value();
-        let q = if self.embedded { "\\\"" } else { "\"" };
-        self.out.push_str(q);
-        self.out.push_str(k);
-        self.out.push_str(q);
-        self.out.push_str(": ");
+    /// Writes a key known when compiling ([`key!`](crate::key)): the separator, the quoted key
+    /// and `": "` in one copy, without an escaping pass; the next call writes its value.
+    pub fn key_static(&mut self, k: &Key) -> &mut Self {
+        let first = match self.stack.last_mut() {
+            Some(has_items) => !std::mem::replace(has_items, true),
+            None => true,
+        };
         self.after_key = true;
+        self.out.push_str(match (first, self.embedded) {
+            (true, false) => k.plain,
+            (false, false) => k.plain_next,
+            (true, true) => k.embedded,
+            (false, true) => k.embedded_next,
+        });
         self
     }
 

@@ -9,7 +9,7 @@
 //! the format of the original service (Python's `json.dumps`: `", "` and `": "` separators,
 //! non-ASCII escaped as `\uXXXX`).
 
-mod json;
+pub mod json;
 mod optout;
 
 use serde::{Deserialize, Serialize};
@@ -310,25 +310,26 @@ impl MessageView<'_> {
     /// order.
     pub fn write_spec_json(&self, j: &mut PyJson) {
         j.begin_object();
-        j.key_lit("text").string(self.text);
-        j.key_lit("is_me").bool(self.is_me);
-        j.key_lit("bits").int(i64::from(self.bits));
-        j.key_lit("sent_timestamp").int(self.sent_timestamp);
-        j.key_lit("reply_parent_msg_id")
+        j.key_static(&crate::key!("text")).string(self.text);
+        j.key_static(&crate::key!("is_me")).bool(self.is_me);
+        j.key_static(&crate::key!("bits")).int(i64::from(self.bits));
+        j.key_static(&crate::key!("sent_timestamp"))
+            .int(self.sent_timestamp);
+        j.key_static(&crate::key!("reply_parent_msg_id"))
             .opt_string(self.reply_parent_msg_id);
-        j.key_lit("reply_parent_user_id")
+        j.key_static(&crate::key!("reply_parent_user_id"))
             .opt_string(self.reply_parent_user_id);
-        j.key_lit("reply_parent_user_login")
+        j.key_static(&crate::key!("reply_parent_user_login"))
             .opt_string(self.reply_parent_user_login);
-        j.key_lit("reply_parent_display_name")
+        j.key_static(&crate::key!("reply_parent_display_name"))
             .opt_string(self.reply_parent_display_name);
-        j.key_lit("reply_parent_msg_body")
+        j.key_static(&crate::key!("reply_parent_msg_body"))
             .opt_string(self.reply_parent_msg_body);
-        j.key_lit("reply_thread_parent_msg_id")
+        j.key_static(&crate::key!("reply_thread_parent_msg_id"))
             .opt_string(self.reply_thread_parent_msg_id);
-        j.key_lit("reply_thread_parent_user_login")
+        j.key_static(&crate::key!("reply_thread_parent_user_login"))
             .opt_string(self.reply_thread_parent_user_login);
-        j.key_lit("emotes");
+        j.key_static(&crate::key!("emotes"));
         match self.emotes {
             None => j.null(),
             Some(emotes) => {
@@ -337,8 +338,10 @@ impl MessageView<'_> {
                     j.key(&e.id).begin_array();
                     for p in &e.positions {
                         j.begin_object();
-                        j.key_lit("start_position").int_string(i64::from(p.start));
-                        j.key_lit("end_position").int_string(i64::from(p.end));
+                        j.key_static(&crate::key!("start_position"))
+                            .int_string(i64::from(p.start));
+                        j.key_static(&crate::key!("end_position"))
+                            .int_string(i64::from(p.end));
                         j.end_object();
                     }
                     j.end_array();
@@ -346,33 +349,40 @@ impl MessageView<'_> {
                 j.end_object();
             }
         }
-        j.key_lit("id").string(self.id);
-        j.key_lit("room").begin_object();
+        j.key_static(&crate::key!("id")).string(self.id);
+        j.key_static(&crate::key!("room")).begin_object();
         let r = self.settings;
-        j.key_lit("name").string(self.room_name);
-        j.key_lit("is_emote_only").bool(r.is_emote_only);
-        j.key_lit("is_subs_only").bool(r.is_subs_only);
-        j.key_lit("is_followers_only").bool(r.is_followers_only);
-        j.key_lit("is_unique_only").bool(r.is_unique_only);
-        j.key_lit("follower_only_delay")
+        j.key_static(&crate::key!("name")).string(self.room_name);
+        j.key_static(&crate::key!("is_emote_only"))
+            .bool(r.is_emote_only);
+        j.key_static(&crate::key!("is_subs_only"))
+            .bool(r.is_subs_only);
+        j.key_static(&crate::key!("is_followers_only"))
+            .bool(r.is_followers_only);
+        j.key_static(&crate::key!("is_unique_only"))
+            .bool(r.is_unique_only);
+        j.key_static(&crate::key!("follower_only_delay"))
             .int(i64::from(r.follower_only_delay));
-        j.key_lit("room_id").string(self.room_id);
-        j.key_lit("slow").int(i64::from(r.slow));
+        j.key_static(&crate::key!("room_id")).string(self.room_id);
+        j.key_static(&crate::key!("slow")).int(i64::from(r.slow));
         j.end_object();
-        j.key_lit("user").begin_object();
-        j.key_lit("name").string(self.user_name);
-        j.key_lit("badge_info");
+        j.key_static(&crate::key!("user")).begin_object();
+        j.key_static(&crate::key!("name")).string(self.user_name);
+        j.key_static(&crate::key!("badge_info"));
         write_badges(j, self.badge_info);
-        j.key_lit("badges");
+        j.key_static(&crate::key!("badges"));
         write_badges(j, self.badges);
-        j.key_lit("color").opt_string(self.color);
-        j.key_lit("display_name").string(self.display_name);
-        j.key_lit("mod").bool(self.is_mod);
-        j.key_lit("subscriber").bool(self.subscriber);
-        j.key_lit("turbo").bool(self.turbo);
-        j.key_lit("id").string(self.user_id);
-        j.key_lit("user_type").opt_string(self.user_type);
-        j.key_lit("vip").bool(self.vip);
+        j.key_static(&crate::key!("color")).opt_string(self.color);
+        j.key_static(&crate::key!("display_name"))
+            .string(self.display_name);
+        j.key_static(&crate::key!("mod")).bool(self.is_mod);
+        j.key_static(&crate::key!("subscriber"))
+            .bool(self.subscriber);
+        j.key_static(&crate::key!("turbo")).bool(self.turbo);
+        j.key_static(&crate::key!("id")).string(self.user_id);
+        j.key_static(&crate::key!("user_type"))
+            .opt_string(self.user_type);
+        j.key_static(&crate::key!("vip")).bool(self.vip);
         j.end_object();
         j.end_object();
     }

@@ -10,7 +10,8 @@
 # 3. cql:  examples/cql_bench, 8 tasks, the same `execute_single_page` (same statement, values,
 #          page size, rows deserialized);
 # 4. walk: wrk following cursors through the 24,000 messages (information only);
-# and prints p50/p99 of each and the API/CQL ratio. Targets: API p99 <= 25 ms, p99 ratio <= 1.5.
+# and prints p50/p99 of each and the API/CQL ratio. Targets: API p99 <= 25 ms, p50 ratio <= 1.5,
+# p99 ratio <= 2.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 DURATION=${DURATION:-20}
 CONCURRENCY=${CONCURRENCY:-8}
@@ -57,5 +58,5 @@ printf '%-28s %10s %10s %10s\n' "api (first page)" "$api50" "$api99" "$api_rps"
 printf '%-28s %10s %10s %10s\n' "cql execute_single_page" "$cql50" "$cql99" "$cql_rps"
 printf '%-28s %10s %10s\n' "api (walking cursors)" "$walk50" "$walk99"
 awk -v a50="$api50" -v c50="$cql50" -v a99="$api99" -v c99="$cql99" 'BEGIN {
-  printf "ratio api/cql: p50 %.2fx, p99 %.2fx  (target <= 1.5x)\n", a50/c50, a99/c99;
+  printf "ratio api/cql: p50 %.2fx (target <= 1.5x), p99 %.2fx (target <= 2x)\n", a50/c50, a99/c99;
   printf "api p99 %s ms: %s (target <= 25 ms)\n", a99, (a99 <= 25 ? "PASS" : "FAIL") }'

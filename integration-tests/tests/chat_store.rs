@@ -163,3 +163,85 @@ async fn planned_writes_read_back_and_late_deletions_are_found() -> anyhow::Resu
     env.drop_keyspace(&session).await;
     Ok(())
 }
+
+/// `tci reindex user-logs`: a user log stored before storage v3 (`user_chat_buckets` →
+/// `user_chat_messages`) is copied into `user_chat_index` / `user_chat_days`, where the API reads
+/// it; running it twice changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_user_logs_are_reindexed_idempotently() -> anyhow::Result<()> {
+    let env = TestEnv::new("chat_store_reindex");
+    let session = env.migrate().await?;
+    let ks = env.cfg.cassandra.keyspace.clone();
+    let optouts = chat_store::optout::OptOutStatements::prepare(&session, &ks).await?;
+    let reads = ReadStatements::prepare(&session, &ks, std::time::Duration::from_secs(10)).await?;
+    // Two messages of chatter 42 in channel 7, three days apart, and one of chatter 43: written
+    // the way storage v2 wrote them (the statements are this test's own: chat-store no longer
+    // writes those tables).
+    let day_ms = chat_store::DAY_MS;
+    let t0 = 1_706_400_123_456;
+    let messages = [
+        (42i64, t0, "m-1"),
+        (42, t0 + 3 * day_ms, "m-2"),
+        (43, t0 + 1, "m-3"),
+    ];
+    for (user, sent, id) in messages {
+        let bucket = bucket_of(sent);
+        session
+            .query_unpaged(
+                format!("INSERT INTO {ks}.chat_messages (broadcaster_id, bucket, sent_ts, message_id, user_id, message) VALUES (?, ?, ?, ?, ?, ?)"),
+                (7i64, bucket, sent, id, user, "{}"),
+            )
+            .await?;
+        session
+            .query_unpaged(
+                format!("INSERT INTO {ks}.user_chat_messages (broadcaster_id, user_id, bucket, sent_ts, message_id) VALUES (?, ?, ?, ?, ?)"),
+                (7i64, user, bucket, sent, id),
+            )
+            .await?;
+        session
+            .query_unpaged(
+                format!("INSERT INTO {ks}.user_chat_buckets (broadcaster_id, user_id, bucket) VALUES (?, ?, ?)"),
+                (7i64, user, bucket),
+            )
+            .await?;
+    }
+    for run in 0..2 {
+        let (pairs, rows) = optouts.reindex_user_logs(&session, |_, _| {}).await?;
+        assert_eq!((pairs, rows), (2, 3), "run {run}");
+        for (user, sent, id) in messages {
+            let (day, shard) = (day_of(sent), user_shard(user));
+            let (qr, _) = session
+                .execute_single_page(
+                    &reads.user_days,
+                    (7i64, period_of(day), shard, user, day, day, 10i32),
+                    PagingState::start(),
+                )
+                .await?;
+            assert_eq!(qr.into_rows_result()?.single_row::<(i64,)>()?, (day,));
+            let (qr, _) = session
+                .execute_single_page(
+                    &reads.user_index_page,
+                    (7i64, day, shard, user, sent, sent),
+                    PagingState::start(),
+                )
+                .await?;
+            assert_eq!(
+                qr.into_rows_result()?.single_row::<(i64, String)>()?,
+                (sent, id.to_string()),
+                "run {run}: {id} is in the new index"
+            );
+        }
+        let count = session
+            .query_unpaged(format!("SELECT COUNT(*) FROM {ks}.user_chat_index"), ())
+            .await?
+            .into_rows_result()?
+            .single_row::<(i64,)>()?;
+        assert_eq!(
+            count,
+            (3,),
+            "run {run}: nothing indexed twice, nothing extra"
+        );
+    }
+    env.drop_keyspace(&session).await;
+    Ok(())
+}

@@ -27,6 +27,9 @@ use crate::bucket::{
     bucket_of, day_of, period_of, user_shard, BUCKET_MS, DELETABLE_FOR_MS, PERIOD_MS, USER_SHARDS,
 };
 
+/// (channel, chatter) pairs `tci reindex user-logs` works on at once.
+const REINDEX_CONCURRENCY: usize = 32;
+
 /// The opt-out tables.
 pub mod table {
     pub const OPTOUTS: &str = "optouts";
@@ -445,45 +448,57 @@ impl OptOutStatements {
         mut progress: impl FnMut(u64, u64),
     ) -> anyhow::Result<(u64, u64)> {
         let (mut pairs, mut rows) = (0u64, 0u64);
-        let mut partitions = session
+        let partitions = session
             .execute_iter(self.select_user_bucket_partitions.clone(), ())
             .await?
-            .rows_stream::<(i64, i64)>()?;
-        while let Some((bc, user_id)) = partitions.try_next().await? {
-            let shard = user_shard(user_id);
-            let buckets: Vec<i64> = self
-                .column(session, &self.select_user_buckets_all, (bc, user_id))
-                .await?;
-            let mut days = BTreeSet::new();
-            for bucket in buckets {
-                let mut keys = session
-                    .execute_iter(self.select_user_keys.clone(), (bc, user_id, bucket))
-                    .await?
-                    .rows_stream::<(i64, String)>()?;
-                while let Some((sent_ts, id)) = keys.try_next().await? {
-                    let day = day_of(sent_ts);
-                    session
-                        .execute_unpaged(
-                            &self.reindex_user_index,
-                            (bc, day, shard, user_id, sent_ts, id.as_str()),
-                        )
-                        .await?;
-                    days.insert(day);
-                    rows += 1;
-                }
-            }
-            for day in days {
-                session
-                    .execute_unpaged(
-                        &self.reindex_user_day,
-                        (bc, period_of(day), shard, user_id, day),
-                    )
-                    .await?;
-            }
+            .rows_stream::<(i64, i64)>()?
+            .map_err(anyhow::Error::from);
+        // REINDEX_CONCURRENCY (channel, chatter) pairs at a time: each is a few small reads and
+        // writes, and one at a time left Cassandra idle between round trips.
+        let mut done = partitions
+            .map_ok(|(bc, user_id)| self.reindex_pair(session, bc, user_id))
+            .try_buffer_unordered(REINDEX_CONCURRENCY);
+        while let Some(n) = done.try_next().await? {
             pairs += 1;
+            rows += n;
             progress(pairs, rows);
         }
         Ok((pairs, rows))
+    }
+
+    /// [`Self::reindex_user_logs`] of one (channel, chatter): how many messages it indexed.
+    async fn reindex_pair(&self, session: &Session, bc: i64, user_id: i64) -> anyhow::Result<u64> {
+        let shard = user_shard(user_id);
+        let buckets: Vec<i64> = self
+            .column(session, &self.select_user_buckets_all, (bc, user_id))
+            .await?;
+        let (mut days, mut rows) = (BTreeSet::new(), 0u64);
+        for bucket in buckets {
+            let mut keys = session
+                .execute_iter(self.select_user_keys.clone(), (bc, user_id, bucket))
+                .await?
+                .rows_stream::<(i64, String)>()?;
+            while let Some((sent_ts, id)) = keys.try_next().await? {
+                let day = day_of(sent_ts);
+                session
+                    .execute_unpaged(
+                        &self.reindex_user_index,
+                        (bc, day, shard, user_id, sent_ts, id.as_str()),
+                    )
+                    .await?;
+                days.insert(day);
+                rows += 1;
+            }
+        }
+        for day in days {
+            session
+                .execute_unpaged(
+                    &self.reindex_user_day,
+                    (bc, period_of(day), shard, user_id, day),
+                )
+                .await?;
+        }
+        Ok(rows)
     }
 
     /// The days chatter `user_id` spoke in channel `bc` (storage v3's `user_chat_days`), from

@@ -31,12 +31,51 @@ macro_rules! key {
     };
 }
 
+/// Open containers as bits (no allocation per document): bit `i` of `items` says whether the
+/// container at depth `i + 1` holds an item. Deeper than 64 levels, the extra levels are
+/// counted and treated as holding items (no document written here nests that deep).
+#[derive(Debug, Default, Clone, Copy)]
+struct Stack {
+    items: u64,
+    depth: u32,
+}
+
+impl Stack {
+    fn push(&mut self) {
+        if self.depth < 64 {
+            self.items &= !(1u64 << self.depth);
+        }
+        self.depth += 1;
+    }
+
+    fn pop(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Marks the innermost container as holding an item; whether it held one before. `None`
+    /// outside any container.
+    fn mark_item(&mut self) -> Option<bool> {
+        let top = self.depth.checked_sub(1)?;
+        if top >= 64 {
+            return Some(true);
+        }
+        let bit = 1u64 << top;
+        let had = self.items & bit != 0;
+        self.items |= bit;
+        Some(had)
+    }
+}
+
 /// Python-`json.dumps`-compatible writer. Commas are inserted automatically.
 #[derive(Debug, Default)]
 pub struct PyJson {
     out: String,
-    /// One entry per open container: whether it already holds an item.
-    stack: Vec<bool>,
+    /// The open containers, innermost last: whether each already holds an item.
+    stack: Stack,
     /// True right after `key()`: the next value belongs to that key.
     after_key: bool,
     /// Write the document as the content of a JSON string literal (see [`Self::embedded`]).
@@ -48,7 +87,7 @@ impl PyJson {
     pub fn with_capacity(cap: usize) -> Self {
         Self {
             out: String::with_capacity(cap),
-            stack: Vec::with_capacity(4),
+            stack: Stack::default(),
             after_key: false,
             embedded: false,
         }
@@ -74,11 +113,8 @@ impl PyJson {
             self.after_key = false;
             return;
         }
-        if let Some(has_items) = self.stack.last_mut() {
-            if *has_items {
-                self.out.push_str(", ");
-            }
-            *has_items = true;
+        if self.stack.mark_item() == Some(true) {
+            self.out.push_str(", ");
         }
     }
 
@@ -86,7 +122,7 @@ impl PyJson {
     pub fn begin_object(&mut self) -> &mut Self {
         self.before_value();
         self.out.push('{');
-        self.stack.push(false);
+        self.stack.push();
         self
     }
 
@@ -101,7 +137,7 @@ impl PyJson {
     pub fn begin_array(&mut self) -> &mut Self {
         self.before_value();
         self.out.push('[');
-        self.stack.push(false);
+        self.stack.push();
         self
     }
 
@@ -124,10 +160,7 @@ impl PyJson {
     /// Writes a key known when compiling ([`key!`](crate::key)): the separator, the quoted key
     /// and `": "` in one copy, without an escaping pass; the next call writes its value.
     pub fn key_static(&mut self, k: &Key) -> &mut Self {
-        let first = match self.stack.last_mut() {
-            Some(has_items) => !std::mem::replace(has_items, true),
-            None => true,
-        };
+        let first = self.stack.mark_item() != Some(true);
         self.after_key = true;
         self.out.push_str(match (first, self.embedded) {
             (true, false) => k.plain,

@@ -252,8 +252,8 @@ impl ChatMessage {
             room_id: &r.room_id,
             settings: RoomSettings::of(r),
             user_name: &u.name,
-            badge_info: u.badge_info.as_deref(),
-            badges: u.badges.as_deref(),
+            badge_info: u.badge_info.as_deref().map(Badges::List),
+            badges: u.badges.as_deref().map(Badges::List),
             color: u.color.as_deref(),
             display_name: &u.display_name,
             is_mod: u.is_mod,
@@ -293,8 +293,8 @@ pub struct MessageView<'a> {
     pub room_id: &'a str,
     pub settings: RoomSettings,
     pub user_name: &'a str,
-    pub badge_info: Option<&'a [Badge]>,
-    pub badges: Option<&'a [Badge]>,
+    pub badge_info: Option<Badges<'a>>,
+    pub badges: Option<Badges<'a>>,
     pub color: Option<&'a str>,
     pub display_name: &'a str,
     pub is_mod: bool,
@@ -484,13 +484,37 @@ impl RoomSettings {
     }
 }
 
-fn write_badges(j: &mut PyJson, badges: Option<&[Badge]>) {
+/// A badge list as a [`MessageView`] lends it: parsed, or the (unescaped) tag value itself,
+/// read with [`badge_pairs`] as it is written (no list built per message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Badges<'a> {
+    List(&'a [Badge]),
+    Tag(&'a str),
+}
+
+/// The `name/version` pairs of a `badges` / `badge-info` value (unescaped), in tag order: empty
+/// entries skipped, a badge without `/` gets an empty version.
+pub fn badge_pairs(value: &str) -> impl Iterator<Item = (&str, &str)> {
+    value
+        .split(',')
+        .filter(|b| !b.is_empty())
+        .map(|b| b.split_once('/').unwrap_or((b, "")))
+}
+
+fn write_badges(j: &mut PyJson, badges: Option<Badges<'_>>) {
     match badges {
         None => j.null(),
-        Some(b) => {
+        Some(Badges::List(b)) => {
             j.begin_object();
             for badge in b {
                 j.key(&badge.name).string(&badge.version);
+            }
+            j.end_object();
+        }
+        Some(Badges::Tag(value)) => {
+            j.begin_object();
+            for (name, version) in badge_pairs(value) {
+                j.key(name).string(version);
             }
             j.end_object();
         }

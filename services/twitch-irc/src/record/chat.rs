@@ -3,7 +3,8 @@
 use std::borrow::Cow;
 
 use tci_schemas::{
-    Badge, ChatMessage, Emote, EmotePosition, MessageView, PyJson, Room, RoomSettings, Tag, User,
+    badge_pairs, Badge, Badges, ChatMessage, Emote, EmotePosition, MessageView, PyJson, Room,
+    RoomSettings, Tag, User,
 };
 
 use super::room::{flag, RoomStates};
@@ -281,8 +282,8 @@ pub fn render_message_json(
         &mut derived,
     );
     let emotes = emotes_of(t.emotes);
-    let badge_info = t.badge_info.and_then(parse_badges);
-    let badges = t.badges.and_then(parse_badges);
+    let badge_info = badge_tag(t.badge_info);
+    let badges = badge_tag(t.badges);
     let reply = [
         non_empty_cow(t.reply_parent_msg_id),
         non_empty_cow(t.reply_parent_user_id),
@@ -314,8 +315,8 @@ pub fn render_message_json(
         room_id: stored_room_id.unwrap_or(room_id_raw),
         settings,
         user_name: login,
-        badge_info: badge_info.as_deref(),
-        badges: badges.as_deref(),
+        badge_info: badge_info.as_deref().map(Badges::Tag),
+        badges: badges.as_deref().map(Badges::Tag),
         color: color.as_deref(),
         display_name: &display_name,
         is_mod: t.is_mod,
@@ -437,6 +438,12 @@ pub(crate) fn parse_i64(tag: &'static str, raw: &str) -> Result<i64, RecordError
 }
 
 /// The unescaped value, borrowed when it has no escapes; `None` when absent or empty.
+/// A `badges` / `badge-info` value itself, unescaped, when it holds a badge: what
+/// [`parse_badges`] makes a list of, without making it.
+fn badge_tag(raw: Option<&str>) -> Option<Cow<'_, str>> {
+    non_empty_cow(raw).filter(|v| badge_pairs(v).next().is_some())
+}
+
 fn non_empty_cow(raw: Option<&str>) -> Option<Cow<'_, str>> {
     raw.filter(|v| !v.is_empty()).map(unescape)
 }
@@ -471,15 +478,10 @@ pub fn parse_badges(raw: &str) -> Option<Vec<Badge>> {
         return None;
     }
     let value = unescape(raw);
-    let badges: Vec<Badge> = value
-        .split(',')
-        .filter(|b| !b.is_empty())
-        .map(|b| {
-            let (name, version) = b.split_once('/').unwrap_or((b, ""));
-            Badge {
-                name: name.to_owned(),
-                version: version.to_owned(),
-            }
+    let badges: Vec<Badge> = badge_pairs(&value)
+        .map(|(name, version)| Badge {
+            name: name.to_owned(),
+            version: version.to_owned(),
         })
         .collect();
     (!badges.is_empty()).then_some(badges)

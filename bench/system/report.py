@@ -252,12 +252,14 @@ kafka = meta.get("kafka", {})
 json_sizes = [len(m.get("message", "").encode()) for m in probe.get("samples", [])]
 api_obj_sizes = [len(json.dumps(m, ensure_ascii=False).encode()) for m in probe.get("samples", [])]
 storage_md = (meta.get("storage_example") or {}).get("markdown", "") or ""
-m = re.search(r"(\d+) messages in `[^`]+`; message JSON (\d+) B/message, raw IRC line (\d+) B/message", storage_md)
+m = re.search(r"(\d+) messages in `[^`]+`(?: \([^)]*\))?; message JSON (\d+) B/message, raw IRC line (\d+) B/message", storage_md)
 stored_msgs = int(m.group(1)) if m else None
 json_per_msg = float(m.group(2)) if m else (mean(json_sizes))
 raw_per_msg = float(m.group(3)) if m else None
 ts = meta.get("tablestats", {})
-chat_tables = ["chat_messages", "chat_buckets", "user_chat_messages", "user_chat_buckets"]
+# Storage v3's by-user index, and v2's for rows written before it.
+chat_tables = ["chat_messages", "chat_buckets", "user_chat_index", "user_chat_days",
+               "user_chat_messages", "user_chat_buckets"]
 mod_tables = ["moderation_events", "deleted_messages"]
 chat_bytes = sum(ts.get(t, {}).get("space_used_live", 0) for t in chat_tables) if ts else None
 mod_bytes = sum(ts.get(t, {}).get("space_used_live", 0) for t in mod_tables) if ts else None
@@ -485,7 +487,7 @@ if scale_stats:
       f"CPU {fmt(idle and idle['cpu'], 1)}% idle, " + ", ".join(f"{fmt(s['cpu'], 0)}% at {s['rate']:,} msg/s" for s in loaded) + ".")
 if kafka_per_msg or cass_per_msg:
     w(f"- Bytes per chat message: message JSON {fmt(json_per_msg)} B; Kafka (Avro, lz4, on disk) **{fmt(kafka_per_msg)} B**; "
-      f"Cassandra after flush + compaction, the four chat tables together **{fmt(cass_per_msg)} B** "
+      f"Cassandra after flush + compaction, the chat tables (messages, bucket index, by-user index) together **{fmt(cass_per_msg)} B** "
       f"({fmt(100 * cass_per_msg / json_per_msg if cass_per_msg and json_per_msg else None)}% of the JSON; every row keeps the raw IRC line, {fmt(raw_per_msg)} B).")
 w("")
 for f_, cap in plots:
@@ -529,7 +531,7 @@ if kchat:
     if kmod:
         w(f"| Kafka `{kmod.get('topic')}` | {kmod['bytes']:,} | {kmod['records']:,} | {fmt(kafka_per_mod)} |")
     if chat_bytes is not None:
-        w(f"| Cassandra, the four chat tables together (flush + compact) | {chat_bytes:,.0f} | {fmt(n_chat)} | {fmt(cass_per_msg)} |")
+        w(f"| Cassandra, the chat tables (messages, bucket index, by-user index) together (flush + compact) | {chat_bytes:,.0f} | {fmt(n_chat)} | {fmt(cass_per_msg)} |")
     if mod_bytes is not None and written_mod:
         w(f"| Cassandra, moderation_events + deleted_messages | {mod_bytes:,.0f} | {fmt(written_mod)} | {fmt(mod_bytes / written_mod)} |")
     w(f"| the message JSON (what the original stored per message) | | | {fmt(json_per_msg)} |")

@@ -579,6 +579,34 @@ async fn thirty_days_over_two_hours_of_chat_costs_two_calls() -> anyhow::Result<
         calls, 2,
         "8640 buckets in range, 24 with chat: the bucket index skips the rest"
     );
+
+    // A chatter who spoke on four days across three months (several 28-day periods of
+    // user_chat_days) in another channel: a 90-day user log finds all four, in order.
+    let sparse: Vec<ChatMessage> = [1, 29, 40, 80]
+        .iter()
+        .enumerate()
+        .map(|(i, d)| message(B + 1, 500 + i, day0 + d * 86_400_000 + 1_000, 9))
+        .collect();
+    w.write_all(&sparse).await?;
+    let end_ms = day0 + 90 * 86_400_000;
+    let user_expected = cql_rows(&session, &ks, B + 1, Some(9), start_ms, end_ms).await?;
+    let ids: Vec<&str> = user_expected.iter().map(|(_, id, _)| id.as_str()).collect();
+    assert_eq!(
+        ids,
+        sparse.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        "test data as intended"
+    );
+    let (got, _) = walk(
+        &api,
+        &openapi(),
+        &format!("/v1.0/{}/users/9/chat", B + 1),
+        USER_CHAT,
+        &iso(start_ms),
+        &iso(end_ms),
+        2,
+    )
+    .await?;
+    assert!(got == user_expected, "the user log over three months");
     api.stop().await?;
     env.drop_keyspace(&session).await;
     Ok(())

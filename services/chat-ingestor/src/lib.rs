@@ -150,14 +150,16 @@ pub(crate) async fn connect_store(
         Arc::new(OptOutStatements::prepare(&session, ks).await.context(
             "preparing the opt-out statements (are the migrations applied? `tci migrate`)",
         )?);
+    let writer = Arc::new(writer);
     Ok(Store {
         user_channels: Arc::new(UserChannels::new(
             session.clone(),
             optouts.clone(),
-            writer.health.clone(),
+            writer.clone(),
+            ks,
         )),
         session,
-        writer: Arc::new(writer),
+        writer,
         optouts,
     })
 }

@@ -18,19 +18,17 @@ use futures::{StreamExt, TryStreamExt};
 use prometheus::IntCounterVec;
 use scylla::client::session::Session;
 use tci_common::{
-    cassandra::{classify, Failure},
-    follow::Followed,
-    registry::AvroCodec,
-    retry::Backoff,
-    telemetry::counter_vec,
-    KafkaConfig,
+    follow::Followed, registry::AvroCodec, retry::Backoff, telemetry::counter_vec, KafkaConfig,
 };
 use tci_schemas::{OptOut, OptOutScope, OptOutSet};
 use tokio::sync::{mpsc, watch, RwLock, RwLockReadGuard};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
-use crate::{decode::Record, writer::Health};
+use crate::{
+    decode::Record,
+    writer::{WriteError, Writer},
+};
 
 /// The opt-out metrics of chat-ingestor.
 pub struct OptOutMetrics {
@@ -144,35 +142,40 @@ type BucketKey = (i64, i64, i64);
 /// Most `(user, channel)` pairs remembered as indexed.
 const KNOWN_LIMIT: usize = 500_000;
 
-/// Index writes of one flush in flight at once.
+/// Index writes of one flush in flight at once (the writer's limit applies as well).
 const INDEX_CONCURRENCY: usize = 32;
 
 /// Writes `user_channels` (user → channels), the index a user's purge starts from.
 pub struct UserChannels {
     session: Arc<Session>,
     st: Arc<OptOutStatements>,
-    /// The writer's: a failing index write pauses consumption like a failing chat write.
-    health: Arc<Health>,
+    /// Retries, concurrency and health: an index write is a write like any other.
+    writer: Arc<Writer>,
+    /// The statements' text, for a permanent failure's report.
+    insert_text: String,
+    reindex_text: String,
     known: Mutex<HashSet<Pair>>,
     /// Bucket-index rows rewritten after an opt-in.
     reindexed: Mutex<HashSet<BucketKey>>,
 }
 
-/// Why indexing stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum IndexError {
-    #[error("shutting down")]
-    Abandoned,
-    #[error("Cassandra refused a write to user_channels and retrying cannot help: {0}")]
-    Permanent(String),
-}
-
 impl UserChannels {
-    pub fn new(session: Arc<Session>, st: Arc<OptOutStatements>, health: Arc<Health>) -> Self {
+    pub fn new(
+        session: Arc<Session>,
+        st: Arc<OptOutStatements>,
+        writer: Arc<Writer>,
+        keyspace: &str,
+    ) -> Self {
         Self {
             session,
             st,
-            health,
+            writer,
+            insert_text: chat_store::optout::cql::insert_user_channel(keyspace),
+            reindex_text: format!(
+                "{}; {}",
+                chat_store::optout::cql::reindex_bucket(keyspace),
+                chat_store::optout::cql::reindex_user_day(keyspace)
+            ),
             known: Mutex::new(HashSet::new()),
             reindexed: Mutex::new(HashSet::new()),
         }
@@ -188,7 +191,7 @@ impl UserChannels {
         batch: impl Iterator<Item = &'a Record>,
         set: &OptOutSet,
         stop: &CancellationToken,
-    ) -> Result<(), IndexError> {
+    ) -> Result<(), WriteError> {
         let (new, reindex): (Vec<Pair>, Vec<BucketKey>) = {
             let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
             let reindexed = self.reindexed.lock().unwrap_or_else(|e| e.into_inner());
@@ -236,36 +239,26 @@ impl UserChannels {
 }
 
 impl UserChannels {
-    /// One index write, retried while Cassandra's error is transient (consumption pauses
-    /// meanwhile: the writer's health says so).
+    /// One index write, through the writer's retries.
     async fn write_retrying(
         &self,
         (u, b, bucket): (i64, i64, Option<i64>),
         stop: &CancellationToken,
-    ) -> Result<(), IndexError> {
-        let mut backoff = Backoff::default_for_dependencies();
-        let mut failing = None;
-        loop {
-            let res = match bucket {
-                None => self.st.index_user_channel(&self.session, u, b).await,
-                Some(bucket) => self.st.reindex(&self.session, b, u, bucket).await,
-            };
-            match res {
-                Ok(()) => return Ok(()),
-                Err(e) if classify(&e) == Failure::Permanent => {
-                    error!(table = "user_channels", error = %e, "Cassandra refused a write and retrying cannot help; ingestion stops");
-                    return Err(IndexError::Permanent(e.to_string()));
-                }
-                Err(e) => {
-                    failing.get_or_insert_with(|| self.health.failing());
-                    crate::metrics::METRICS.write_retries.inc();
-                    let d = backoff.next_delay();
-                    warn!(table = "user_channels", error = %e, retry_in = ?d, "Cassandra write failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(d) => {}
-                        _ = stop.cancelled() => return Err(IndexError::Abandoned),
-                    }
-                }
+    ) -> Result<(), WriteError> {
+        match bucket {
+            None => {
+                self.writer
+                    .retry(stop, "user_channels", &self.insert_text, || {
+                        self.st.index_user_channel(&self.session, u, b)
+                    })
+                    .await
+            }
+            Some(bucket) => {
+                self.writer
+                    .retry(stop, "user_chat_days", &self.reindex_text, || {
+                        self.st.reindex(&self.session, b, u, bucket)
+                    })
+                    .await
             }
         }
     }

@@ -16,10 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     decode::{decode, Record, RecordError, Source},
     metrics::METRICS,
-    optout::{
-        count_dropped, excludes, sent_after_optout, IndexError, OptOutGate, UserChannels,
-        OPTIN_GRACE,
-    },
+    optout::{count_dropped, excludes, sent_after_optout, OptOutGate, UserChannels, OPTIN_GRACE},
     writer::{plan, WriteError, Writer},
     Store,
 };
@@ -138,8 +135,8 @@ impl ChatSink {
         let kept = || batch.iter().filter(|r| !excludes(&set, r));
         match self.user_channels.index(kept(), &set, stop).await {
             Ok(()) => {}
-            Err(IndexError::Abandoned) => return Err(SinkError::Abandoned),
-            Err(e @ IndexError::Permanent(_)) => return Err(SinkError::Fatal(e.to_string())),
+            Err(WriteError::Abandoned) => return Err(SinkError::Abandoned),
+            Err(e @ WriteError::Permanent { .. }) => return Err(SinkError::Fatal(e.to_string())),
         }
         let p = plan(kept(), self.max_rows_per_batch);
         match self.writer.write(&p, stop).await {

@@ -51,23 +51,6 @@ impl Health {
     pub fn degraded(&self) -> bool {
         self.failing.load(Ordering::Relaxed) > 0
     }
-
-    /// A write outside the writer (the opt-out index) in its retry loop: degraded until the
-    /// guard is dropped, so consumption pauses and /readyz reports Cassandra as for any write.
-    pub fn failing(self: &Arc<Self>) -> FailingGuard {
-        self.failing.fetch_add(1, Ordering::Relaxed);
-        FailingGuard(self.clone())
-    }
-}
-
-/// See [`Health::failing`].
-#[derive(Debug)]
-pub struct FailingGuard(Arc<Health>);
-
-impl Drop for FailingGuard {
-    fn drop(&mut self) {
-        self.0.failing.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 /// Why a flush was not stored; either way nothing of it may be acknowledged.
@@ -165,6 +148,28 @@ impl Writer {
     }
 
     async fn retrying(&self, stop: &CancellationToken, op: Write<'_>) -> Result<(), WriteError> {
+        self.retry(stop, op.table(), self.st.statement(&op), || {
+            self.st.execute(&self.session, &op)
+        })
+        .await
+    }
+
+    /// Runs `attempt` (one statement or batch on `table`) under the writer's concurrency limit
+    /// until it succeeds: transient errors are retried with capped backoff while the writer's
+    /// health says degraded (consumption pauses, /readyz reports Cassandra); a permanent one is
+    /// logged and counted with `table` and `statement` and returned; `stop` abandons. Every
+    /// Cassandra write of the ingestor goes through here (the opt-out index's too).
+    pub async fn retry<F, Fut>(
+        &self,
+        stop: &CancellationToken,
+        table: &'static str,
+        statement: &str,
+        mut attempt: F,
+    ) -> Result<(), WriteError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), ExecutionError>>,
+    {
         let mut backoff = Backoff::new(self.settings.retry_base, self.settings.retry_cap);
         let mut failing = false;
         let result = loop {
@@ -175,7 +180,7 @@ impl Writer {
                 };
                 let started = Instant::now();
                 let res = tokio::select! {
-                    r = self.st.execute(&self.session, &op) => r,
+                    r = attempt() => r,
                     _ = stop.cancelled() => break Err(WriteError::Abandoned),
                 };
                 if res.is_ok() {
@@ -188,15 +193,11 @@ impl Writer {
             match res {
                 Ok(()) => break Ok(()),
                 Err(e) if classify(&e) == Failure::Permanent => {
-                    METRICS
-                        .write_failures
-                        .with_label_values(&[op.table()])
-                        .inc();
-                    let statement = self.st.statement(&op).to_string();
-                    error!(table = op.table(), statement = %statement, error = %e, "Cassandra refused a write and retrying cannot help (schema or query wrong for this cluster); ingestion stops");
+                    METRICS.write_failures.with_label_values(&[table]).inc();
+                    error!(table, statement, error = %e, "Cassandra refused a write and retrying cannot help (schema or query wrong for this cluster); ingestion stops");
                     break Err(WriteError::Permanent {
-                        table: op.table(),
-                        statement,
+                        table,
+                        statement: statement.to_string(),
                         error: Box::new(e),
                     });
                 }
@@ -215,7 +216,7 @@ impl Writer {
                             .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                             .is_ok()
                     {
-                        warn!(error = %e, table = op.table(), attempt = backoff.attempts(), retry_in = ?delay, "Cassandra write failed; retrying (logged at most every 5 s)");
+                        warn!(error = %e, table, attempt = backoff.attempts(), retry_in = ?delay, "Cassandra write failed; retrying (logged at most every 5 s)");
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {},

@@ -46,10 +46,9 @@ pub fn build_chat_message(
         });
     })?;
     let (room_id_raw, broadcaster_id, sent_timestamp) = room_and_time(
-        line.channel,
         line.t.room_id,
         line.t.sent,
-        rooms,
+        || rooms.room_id(line.channel),
         received_at_ms,
         derived,
     )?;
@@ -256,21 +255,15 @@ pub fn render_message_json(
         t,
     } = ChatLine::read(&msg, |_, _| {})?;
     let mut derived = Derived::default();
-    let known;
-    let room_id_raw = match t.room_id.filter(|r| !r.is_empty()) {
-        Some(r) => r,
-        None => {
-            known = broadcaster_id.to_string();
-            known.as_str()
-        }
-    };
-    let sent_timestamp = match t.sent.filter(|s| !s.is_empty()) {
-        Some(s) => parse_i64("tmi-sent-ts", s)?,
-        None => {
-            derived.sent_timestamp = true;
-            received_at_ms
-        }
-    };
+    // The line's room id, else the channel's, as the builder resolved it.
+    let mut known = itoa::Buffer::new();
+    let (room_id_raw, _, sent_timestamp) = room_and_time(
+        t.room_id,
+        t.sent,
+        || Some(known.format(broadcaster_id)),
+        received_at_ms,
+        &mut derived,
+    )?;
     let (text, is_me) = strip_action(body);
     let id = message_id(
         &msg,
@@ -330,15 +323,15 @@ pub fn render_message_json(
     Ok(())
 }
 
-/// The channel's room id (the `room-id` tag, else the channel's known id), that id as a number,
-/// and the send time (`tmi-sent-ts`, else `received_at_ms`), flagging in `derived` what the line
-/// lacked. Shared by the chat and the moderation builders. Fails only when the channel's id is
-/// not known at all, or a present tag is not an integer.
+/// The channel's room id (the `room-id` tag, else `known_room_id`: the channel's known id for
+/// the builders, the stored row's for the renderer), that id as a number, and the send time
+/// (`tmi-sent-ts`, else `received_at_ms`), flagging in `derived` what the line lacked. Shared by
+/// the chat and moderation builders and by [`render_message_json`]. Fails only when no id is
+/// known at all, or a present tag is not an integer.
 pub(crate) fn room_and_time<'a>(
-    channel: &str,
     room_tag: Option<&'a str>,
     sent_tag: Option<&str>,
-    rooms: &'a RoomStates,
+    known_room_id: impl FnOnce() -> Option<&'a str>,
     received_at_ms: i64,
     derived: &mut Derived,
 ) -> Result<(&'a str, i64, i64), RecordError> {
@@ -346,9 +339,7 @@ pub(crate) fn room_and_time<'a>(
         Some(r) => r,
         None => {
             derived.room_id = true;
-            rooms
-                .room_id(channel)
-                .ok_or(RecordError::MissingTag { tag: "room-id" })?
+            known_room_id().ok_or(RecordError::MissingTag { tag: "room-id" })?
         }
     };
     let broadcaster_id = parse_i64("room-id", room_id)?;

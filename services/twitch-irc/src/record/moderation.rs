@@ -68,8 +68,13 @@ pub fn build_moderation_event(
         });
     }
 
-    let (_, broadcaster_id, sent_timestamp) =
-        room_and_time(channel, room_id, sent, rooms, received_at_ms, derived)?;
+    let (_, broadcaster_id, sent_timestamp) = room_and_time(
+        room_id,
+        sent,
+        || rooms.room_id(channel),
+        received_at_ms,
+        derived,
+    )?;
     let event_id = non_empty(id).unwrap_or_else(|| {
         // CLEARCHAT and CLEARMSG never carry an id; only a USERNOTICE without one is unusual.
         derived.id |= kind == ModerationKind::UserNotice;

@@ -437,7 +437,7 @@ impl RoomSettings {
             s.slow,
             u8::from(s.is_subs_only),
         );
-        if room.room_id != broadcaster_id.to_string() {
+        if room.room_id != itoa::Buffer::new().format(broadcaster_id) {
             text.push_str(";room-id=");
             text.push_str(&room.room_id);
         }
@@ -502,22 +502,20 @@ pub fn badge_pairs(value: &str) -> impl Iterator<Item = (&str, &str)> {
 }
 
 fn write_badges(j: &mut PyJson, badges: Option<Badges<'_>>) {
+    let object = |j: &mut PyJson, pairs: &mut dyn Iterator<Item = (&str, &str)>| {
+        j.begin_object();
+        for (name, version) in pairs {
+            j.key(name).string(version);
+        }
+        j.end_object();
+    };
     match badges {
         None => j.null(),
-        Some(Badges::List(b)) => {
-            j.begin_object();
-            for badge in b {
-                j.key(&badge.name).string(&badge.version);
-            }
-            j.end_object();
-        }
-        Some(Badges::Tag(value)) => {
-            j.begin_object();
-            for (name, version) in badge_pairs(value) {
-                j.key(name).string(version);
-            }
-            j.end_object();
-        }
+        Some(Badges::List(b)) => object(
+            j,
+            &mut b.iter().map(|b| (b.name.as_str(), b.version.as_str())),
+        ),
+        Some(Badges::Tag(value)) => object(j, &mut badge_pairs(value)),
     }
 }
 

@@ -138,7 +138,10 @@ pub fn plan<'a>(records: impl IntoIterator<Item = &'a Record>, max_rows_per_batc
     let mut by_partition: BTreeMap<(i64, i64), Vec<usize>> = BTreeMap::new();
     let mut by_user: BTreeMap<(i64, i64, i32), Vec<usize>> = BTreeMap::new();
     let mut days = std::collections::BTreeSet::new();
-    let mut scratch = PyJson::with_capacity(2048);
+    // The record's JSON and the line's rendering, compared in place: a String is made only for
+    // a row that keeps its JSON.
+    let (mut record_json, mut rendered) =
+        (PyJson::with_capacity(2048), PyJson::with_capacity(2048));
     for r in records {
         match r {
             Record::Chat(m) => {
@@ -146,13 +149,14 @@ pub fn plan<'a>(records: impl IntoIterator<Item = &'a Record>, max_rows_per_batc
                 let i = p.rows.len();
                 let user_id = m.user_id();
                 let room_state = RoomSettings::encode(&m.room, m.broadcaster_id);
-                let json = m.to_spec_json();
+                record_json.clear();
+                m.write_spec_json(&mut record_json);
                 let renders = match (m.raw_line.as_deref(), room_state.as_deref()) {
                     (Some(line), Some(room)) => {
-                        scratch.clear();
+                        rendered.clear();
                         let (b, at) = (m.broadcaster_id, m.received_at);
-                        render_message_json(line, b, at, room, &mut scratch).is_ok()
-                            && scratch.as_str() == json
+                        render_message_json(line, b, at, room, &mut rendered).is_ok()
+                            && rendered.as_str() == record_json.as_str()
                     }
                     _ => false,
                 };
@@ -165,7 +169,7 @@ pub fn plan<'a>(records: impl IntoIterator<Item = &'a Record>, max_rows_per_batc
                     sent_ts: m.sent_timestamp,
                     message_id: m.id.clone(),
                     user_id,
-                    message: (!renders).then_some(json),
+                    message: (!renders).then(|| record_json.as_str().to_owned()),
                     received_at: m.received_at,
                     raw_line: m.raw_line.clone(),
                     room_state,

@@ -7,7 +7,9 @@ use std::collections::HashSet;
 
 use chat_api::cursor::{Binding, CursorCodec, Position, RouteKind};
 use chat_ingestor::decode::Record;
-use chat_store::{bucket_of, day_of, user_shard, StoredChat, StoredChatTuple, BUCKET_MS, DAY_MS};
+use chat_store::{
+    bucket_of, day_of, user_shard, StoredChatRef, StoredChatTuple, BUCKET_MS, DAY_MS,
+};
 use integration_tests::TestEnv;
 use scylla::client::session::Session;
 use serde_json::Value;
@@ -178,19 +180,17 @@ async fn cql_rows(
 ) -> anyhow::Result<Vec<Row>> {
     let mut out = Vec::new();
     let mut scratch = tci_schemas::PyJson::default();
-    let mut push = |r: StoredChat, out: &mut Vec<Row>| -> anyhow::Result<()> {
-        r.message_json(broadcaster_id, &mut scratch)?;
-        out.push((r.sent_ts, r.message_id, scratch.as_str().to_owned()));
+    let mut push = |t: StoredChatTuple, out: &mut Vec<Row>| -> anyhow::Result<()> {
+        StoredChatRef::from(&t).message_json(broadcaster_id, &mut scratch)?;
+        out.push((t.0, t.1, scratch.as_str().to_owned()));
         Ok(())
     };
-    let stored =
-        |rows: scylla::response::query_result::QueryResult| -> anyhow::Result<Vec<StoredChat>> {
-            Ok(rows
-                .into_rows_result()?
-                .rows::<StoredChatTuple>()?
-                .map(|r| r.map(StoredChat::from))
-                .collect::<Result<Vec<_>, _>>()?)
-        };
+    let stored = |rows: scylla::response::query_result::QueryResult| -> anyhow::Result<Vec<StoredChatTuple>> {
+        Ok(rows
+            .into_rows_result()?
+            .rows::<StoredChatTuple>()?
+            .collect::<Result<Vec<_>, _>>()?)
+    };
     match user {
         None => {
             let mut b = bucket_of(start);

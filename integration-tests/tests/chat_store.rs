@@ -4,7 +4,7 @@
 //! and a message stored as its raw line reads back as its record's JSON.
 
 use chat_store::{
-    bucket_of, cql, day_of, period_of, plan, user_shard, ReadStatements, Record, StoredChat,
+    bucket_of, cql, day_of, period_of, plan, user_shard, ReadStatements, Record, StoredChatRef,
     StoredChatTuple, WriteStatements,
 };
 use integration_tests::TestEnv;
@@ -84,16 +84,15 @@ async fn planned_writes_read_back_and_late_deletions_are_found() -> anyhow::Resu
             anyhow::Ok(
                 qr.into_rows_result()?
                     .rows::<StoredChatTuple>()?
-                    .map(|r| r.map(StoredChat::from))
                     .collect::<Result<Vec<_>, _>>()?,
             )
         }
     };
     let rows = page(&reads.chat_page, (7i64, bucket, sent, sent)).await?;
     assert_eq!(rows.len(), 1);
-    let row = &rows[0];
+    let row = StoredChatRef::from(&rows[0]);
     assert_eq!(
-        (row.sent_ts, row.message_id.as_str(), row.user_id),
+        (row.sent_ts, row.message_id, row.user_id),
         (sent, "m-1", Some(42)),
         "a channel page carries the chatter's id"
     );
@@ -101,9 +100,9 @@ async fn planned_writes_read_back_and_late_deletions_are_found() -> anyhow::Resu
         row.message, None,
         "the line renders the JSON: none is stored"
     );
-    assert_eq!(row.raw_line.as_deref(), Some(line.as_str()));
+    assert_eq!(row.raw_line, Some(line.as_str()));
     assert_eq!(
-        row.room_state.as_deref(),
+        row.room_state,
         Some("emote-only=0;followers-only=-1;r9k=0;slow=0;subs-only=0")
     );
     let mut j = tci_schemas::PyJson::default();
@@ -142,7 +141,7 @@ async fn planned_writes_read_back_and_late_deletions_are_found() -> anyhow::Resu
             PagingState::start(),
         )
         .await?;
-    let by_key = StoredChat::from(qr.into_rows_result()?.single_row::<StoredChatTuple>()?);
+    let by_key = qr.into_rows_result()?.single_row::<StoredChatTuple>()?;
     assert_eq!(by_key, rows[0], "the index row finds its message");
     let (qr, _) = session
         .execute_single_page(

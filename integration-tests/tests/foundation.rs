@@ -161,7 +161,7 @@ async fn avro_record_round_trips_through_registry_kafka_and_cassandra() -> anyho
             .await?
             .into_rows_result()?
             .single_row::<chat_store::StoredChatTuple>()?;
-        let row = chat_store::StoredChat::from(row);
+        let row = chat_store::StoredChatRef::from(&row);
         row.message_json(m.broadcaster_id, &mut scratch)?;
         assert_eq!(
             (row.user_id, scratch.as_str()),

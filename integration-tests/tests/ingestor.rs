@@ -597,7 +597,7 @@ async fn backfill_restores_deleted_partitions_without_touching_the_live_group() 
             .await?
             .into_rows_result()?
             .single_row::<chat_store::StoredChatTuple>()?;
-        chat_store::StoredChat::from(row).message_json(m.broadcaster_id, &mut scratch)?;
+        chat_store::StoredChatRef::from(&row).message_json(m.broadcaster_id, &mut scratch)?;
         assert_eq!(scratch.as_str(), m.to_spec_json());
     }
     assert_eq!(

@@ -25,7 +25,7 @@ use std::{process::Command, sync::Arc};
 
 use anyhow::{bail, Context as _};
 use chat_ingestor::{decode::Record, writer};
-use chat_store::StoredChat;
+use chat_store::StoredChatRef;
 use futures::TryStreamExt;
 use synth::synth;
 use tci_common::cassandra;
@@ -155,7 +155,8 @@ async fn report(
     let (mut kept_json, mut unrenderable) = (0u64, 0u64);
     let mut scratch = tci_schemas::PyJson::default();
     while let Some((b, ts, id, u, message, raw, room, at)) = rows.try_next().await? {
-        let row = StoredChat::from((ts, id, u, message, raw, room, at));
+        let owned = (ts, id, u, message, raw, room, at);
+        let row = StoredChatRef::from(&owned);
         messages += 1;
         kept_json += u64::from(row.message.is_some());
         match row.message_json(b, &mut scratch) {

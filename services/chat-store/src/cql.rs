@@ -2,7 +2,7 @@
 //! [`crate::statements`] are the one place that knows the tables' columns besides
 //! `schemas/cql`.
 
-/// Which body a reader wants of a stored chat row ([`crate::StoredChat::body`]).
+/// Which body a reader wants of a stored chat row ([`crate::StoredChatRef::body`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Body {
     /// The API's `message` JSON (stored, or rendered from the raw line).
@@ -42,11 +42,11 @@ pub fn insert_deletion(ks: &str) -> String {
     format!("INSERT INTO {ks}.deleted_messages (broadcaster_id, bucket, message_id, reason) VALUES (?, ?, ?, ?)")
 }
 
-/// The columns of a chat row as read, in the order of [`crate::StoredChat`].
+/// The columns of a chat row as read, in the order of [`crate::StoredChatTuple`].
 const CHAT_COLUMNS: &str =
     "sent_ts, message_id, user_id, message, raw_line, room_state, received_at";
 
-/// One channel bucket's chat rows ([`crate::StoredChat`]) in a time range, in API order.
+/// One channel bucket's chat rows ([`crate::StoredChatTuple`]) in a time range, in API order.
 /// Binds `(broadcaster_id, bucket, start_ms, end_ms)`.
 pub fn select_chat_page(ks: &str) -> String {
     format!(
@@ -64,7 +64,7 @@ pub fn select_user_index_page(ks: &str) -> String {
     )
 }
 
-/// The given messages of one channel bucket ([`crate::StoredChat`]), in key order: how a page
+/// The given messages of one channel bucket ([`crate::StoredChatTuple`]), in key order: how a page
 /// of the by-user index gets its messages. Binds `(broadcaster_id, bucket, keys)` with `keys` a
 /// list of `(sent_ts, message_id)`.
 pub fn select_chat_by_keys(ks: &str) -> String {
@@ -93,14 +93,14 @@ pub fn select_deleted(ks: &str) -> String {
     format!("SELECT message_id FROM {ks}.deleted_messages WHERE broadcaster_id = ? AND bucket = ?")
 }
 
-/// One stored chat row by its full key ([`crate::StoredChat`]).
+/// One stored chat row by its full key ([`crate::StoredChatTuple`]).
 /// Binds `(broadcaster_id, bucket, sent_ts, message_id)`.
 pub fn select_chat_row(ks: &str) -> String {
     format!("SELECT {CHAT_COLUMNS} FROM {ks}.chat_messages WHERE broadcaster_id = ? AND bucket = ? AND sent_ts = ? AND message_id = ?")
 }
 
 /// Every chat row (a full scan, for tests and tools): `broadcaster_id` and a
-/// [`crate::StoredChat`].
+/// [`crate::StoredChatTuple`].
 pub fn scan_chat(ks: &str) -> String {
     format!("SELECT broadcaster_id, {CHAT_COLUMNS} FROM {ks}.chat_messages")
 }

@@ -20,7 +20,7 @@
 //!
 //! What a stored message looks like to readers:
 //! * Since storage v3 a chat row keeps the exact IRC line and the room's settings; its `message`
-//!   JSON is rendered from them on read ([`StoredChat::message_json`]). The writer keeps the
+//!   JSON is rendered from them on read ([`StoredChatRef::message_json`]). The writer keeps the
 //!   JSON only for a record the line does not render exactly (and for records without a line).
 //! * CLEARMSG (a moderator deleted one message) marks it in `deleted_messages`; the API leaves
 //!   it out when asked (`hide_deleted=true`). The archive keeps the message itself.
@@ -41,9 +41,7 @@ pub use bucket::{
 };
 pub use plan::{plan, ChatRow, DeletionRow, ModerationRow, Plan, Record};
 pub use statements::{ReadStatements, Write, WriteStatements};
-pub use stored::{
-    BodyError, ScanChatTuple, StoredChat, StoredChatRef, StoredChatRefTuple, StoredChatTuple,
-};
+pub use stored::{BodyError, ScanChatTuple, StoredChatRef, StoredChatRefTuple, StoredChatTuple};
 
 /// Table names (the keyspace is configuration).
 pub mod table {

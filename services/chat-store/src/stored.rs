@@ -42,7 +42,9 @@ pub type StoredChatRefTuple<'a> = (
     Option<i64>,
 );
 
-/// A [`StoredChat`] borrowed from the query's result.
+/// One `chat_messages` row as read ([`StoredChatRefTuple`], or a [`StoredChatTuple`] borrowed):
+/// `message` is set for rows that keep their JSON (written before storage v3, or not
+/// renderable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredChatRef<'a> {
     pub sent_ts: i64,
@@ -67,6 +69,21 @@ impl<'a> From<StoredChatRefTuple<'a>> for StoredChatRef<'a> {
             room_state,
             received_at,
         }
+    }
+}
+
+impl<'a> From<&'a StoredChatTuple> for StoredChatRef<'a> {
+    /// A row read into owned values (a stream of rows, a test), borrowed.
+    fn from(t: &'a StoredChatTuple) -> Self {
+        Self::from((
+            t.0,
+            t.1.as_str(),
+            t.2,
+            t.3.as_deref(),
+            t.4.as_deref(),
+            t.5.as_deref(),
+            t.6,
+        ))
     }
 }
 
@@ -110,35 +127,6 @@ impl StoredChatRef<'_> {
     }
 }
 
-/// One `chat_messages` row as read.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct StoredChat {
-    pub sent_ts: i64,
-    pub message_id: String,
-    pub user_id: Option<i64>,
-    /// The JSON, for rows that keep it (written before storage v3, or not renderable).
-    pub message: Option<String>,
-    pub raw_line: Option<String>,
-    pub room_state: Option<String>,
-    pub received_at: Option<i64>,
-}
-
-impl From<StoredChatTuple> for StoredChat {
-    fn from(
-        (sent_ts, message_id, user_id, message, raw_line, room_state, received_at): StoredChatTuple,
-    ) -> Self {
-        Self {
-            sent_ts,
-            message_id,
-            user_id,
-            message,
-            raw_line,
-            room_state,
-            received_at,
-        }
-    }
-}
-
 /// Why a stored row has no `message` JSON to serve.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
@@ -149,24 +137,4 @@ pub enum BodyError {
     /// The raw line does not render (the ingestor checked it did when it stored the row).
     #[error("the stored raw line does not render: {0}")]
     Render(#[from] RecordError),
-}
-
-impl StoredChat {
-    /// The row, borrowed.
-    pub fn as_ref(&self) -> StoredChatRef<'_> {
-        StoredChatRef {
-            sent_ts: self.sent_ts,
-            message_id: &self.message_id,
-            user_id: self.user_id,
-            message: self.message.as_deref(),
-            raw_line: self.raw_line.as_deref(),
-            room_state: self.room_state.as_deref(),
-            received_at: self.received_at,
-        }
-    }
-
-    /// See [`StoredChatRef::message_json`].
-    pub fn message_json(&self, broadcaster_id: i64, j: &mut PyJson) -> Result<(), BodyError> {
-        self.as_ref().message_json(broadcaster_id, j)
-    }
 }

@@ -4,7 +4,7 @@
 //! A chatter's purge finds everything through indexes, never by scanning a table:
 //! `user_channels` (user → the channels they wrote in, written by chat-ingestor with the chat)
 //! → `user_chat_days` (channel, user → days, one 28-day period per query, from the channel's
-//! first chat bucket to now) → `user_chat_index` (the keys of their messages) → the
+//! first chat bucket to its last) → `user_chat_index` (the keys of their messages) → the
 //! `chat_messages` rows by full key; and, for rows stored before storage v3, the same through
 //! `user_chat_buckets` → `user_chat_messages`. A channel's purge walks `chat_buckets`, reads the
 //! chatters of each bucket from `chat_messages` (for their legacy `user_chat_*` rows) and
@@ -79,6 +79,10 @@ pub mod cql {
 
     pub fn select_first_chat_bucket(ks: &str) -> String {
         format!("SELECT bucket FROM {ks}.chat_buckets WHERE broadcaster_id = ? LIMIT 1")
+    }
+
+    pub fn select_last_chat_bucket(ks: &str) -> String {
+        format!("SELECT bucket FROM {ks}.chat_buckets WHERE broadcaster_id = ? ORDER BY bucket DESC LIMIT 1")
     }
 
     pub fn select_user_days_all(ks: &str) -> String {
@@ -189,6 +193,7 @@ pub mod cql {
             ("reindex_user_day", reindex_user_day(ks)),
             ("reindex_user_index", reindex_user_index(ks)),
             ("select_first_chat_bucket", select_first_chat_bucket(ks)),
+            ("select_last_chat_bucket", select_last_chat_bucket(ks)),
             ("select_user_days_all", select_user_days_all(ks)),
             ("select_user_index_keys", select_user_index_keys(ks)),
             ("delete_user_index_slice", delete_user_index_slice(ks)),
@@ -286,6 +291,7 @@ statements!(
     reindex_user_day,
     reindex_user_index,
     select_first_chat_bucket,
+    select_last_chat_bucket,
     select_user_days_all,
     select_user_index_keys,
     delete_user_index_slice,
@@ -501,25 +507,28 @@ impl OptOutStatements {
         Ok(rows)
     }
 
-    /// The days chatter `user_id` spoke in channel `bc` (storage v3's `user_chat_days`), from
-    /// the channel's first chat bucket to `now_ms`.
+    /// The days chatter `user_id` spoke in channel `bc` (storage v3's `user_chat_days`): one
+    /// query per 28-day period from the channel's first chat bucket to its last (the rows of
+    /// `chat_buckets` bound where the channel's chat can be).
     async fn user_days(
         &self,
         session: &Session,
         bc: i64,
         user_id: i64,
-        now_ms: i64,
     ) -> anyhow::Result<Vec<i64>> {
         let first: Vec<i64> = self
             .column(session, &self.select_first_chat_bucket, (bc,))
             .await?;
-        let Some(&first) = first.first() else {
+        let last: Vec<i64> = self
+            .column(session, &self.select_last_chat_bucket, (bc,))
+            .await?;
+        let (Some(&first), Some(&last)) = (first.first(), last.first()) else {
             return Ok(Vec::new());
         };
         let shard = user_shard(user_id);
         let mut days = Vec::new();
         let mut period = period_of(first);
-        while period <= now_ms + PERIOD_MS {
+        while period <= last {
             days.extend(
                 self.column::<i64>(
                     session,
@@ -559,9 +568,6 @@ impl OptOutStatements {
         let channels: Vec<i64> = self
             .column(session, &self.select_user_channels, (user_id,))
             .await?;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let shard = user_shard(user_id);
         for bc in channels {
             let mut event_buckets = BTreeSet::new();
@@ -573,7 +579,7 @@ impl OptOutStatements {
                 }
             };
             // Storage v3: user_chat_days → user_chat_index → chat_messages.
-            for day in self.user_days(session, bc, user_id, now_ms).await? {
+            for day in self.user_days(session, bc, user_id).await? {
                 let mut keys = session
                     .execute_iter(
                         self.select_user_index_keys.clone(),

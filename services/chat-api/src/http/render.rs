@@ -123,14 +123,15 @@ fn chat_json_bytes(broadcaster_id: i64, rows: &[ChatRow], cursor: Option<&str>) 
     out
 }
 
-/// Room for a page: every string escaped (an escaped string is rarely more than 1/4 longer than
-/// the text; the buffer grows if one is) plus `per_row` bytes of keys and numbers per row.
+/// Room for a page: the messages as they are (already escaped), the ids and the cursor escaped
+/// (rarely more than 1/4 longer; the buffer grows if one is), plus `per_row` bytes of keys and
+/// numbers per row.
 fn page_capacity(rows: &[ChatRow], cursor: Option<&str>, per_row: usize) -> usize {
-    let text: usize = rows
-        .iter()
-        .map(|r| r.message.len() + r.message_id.len())
-        .sum();
-    64 + cursor.map_or(0, str::len) + text + text / 4 + rows.len() * per_row
+    let (messages, ids) = rows.iter().fold((0, 0), |(m, i), r| {
+        (m + r.message.len(), i + r.message_id.len())
+    });
+    let escaped = ids + cursor.map_or(0, str::len);
+    64 + messages + escaped + escaped / 4 + rows.len() * per_row
 }
 
 /// Appends `s` as a JSON string literal, escaped exactly as serde_json escapes it.

@@ -29,9 +29,14 @@ struct Fake {
 
 impl Fake {
     fn with(rows: Vec<ChatRow>) -> Self {
+        Self::keyed(rows, bucket_of)
+    }
+
+    /// Rows in the buckets of `key` (a chatter's days: `chat_store::day_of`).
+    fn keyed(rows: Vec<ChatRow>, key: fn(i64) -> i64) -> Self {
         let mut f = Self::default();
         for r in rows {
-            f.buckets.entry(bucket_of(r.sent_ts)).or_default().push(r);
+            f.buckets.entry(key(r.sent_ts)).or_default().push(r);
         }
         for v in f.buckets.values_mut() {
             v.sort_by(|a, b| (a.sent_ts, &a.message_id).cmp(&(b.sent_ts, &b.message_id)));
@@ -250,6 +255,37 @@ fn hide_deleted_leaves_out_deleted_ids_only() {
     assert!(!ids.contains(&"m03") && !ids.contains(&"m04") && !ids.contains(&"m17"));
     // Without the flag the archive shows everything.
     assert_eq!(walk(&src, request(T0, T0 + 100_000, 3)).0.len(), 20);
+}
+
+/// A chatter's log pages by day, and a day spans many 5-minute chat buckets: each row is checked
+/// against the deletion marks of its own chat bucket.
+#[test]
+fn hide_deleted_in_a_user_log_reads_the_marks_of_each_rows_chat_bucket() {
+    // 12 messages, one every 2 minutes: six 5-minute buckets of one day.
+    let mut src = Fake::keyed(
+        (0..12)
+            .map(|i| row(T0 + i * 120_000, &format!("m{i:02}")))
+            .collect(),
+        chat_store::day_of,
+    );
+    for (bucket_no, id) in [(0, "m01"), (2, "m05"), (4, "m11")] {
+        src.deleted.insert(
+            T0 + bucket_no * chat_store::BUCKET_MS,
+            [id.to_string()].into(),
+        );
+    }
+    let mut req = request(T0, T0 + 3_600_000, 5);
+    req.scope = Scope::User {
+        broadcaster_id: 1,
+        user_id: 9,
+    };
+    req.hide_deleted = true;
+    let (got, _) = walk(&src, req);
+    let ids: Vec<&str> = got.iter().map(|r| r.message_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["m00", "m02", "m03", "m04", "m06", "m07", "m08", "m09", "m10"]
+    );
 }
 
 proptest! {

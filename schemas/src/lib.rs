@@ -502,20 +502,17 @@ pub fn badge_pairs(value: &str) -> impl Iterator<Item = (&str, &str)> {
 }
 
 fn write_badges(j: &mut PyJson, badges: Option<Badges<'_>>) {
-    let object = |j: &mut PyJson, pairs: &mut dyn Iterator<Item = (&str, &str)>| {
+    fn object<'a>(j: &mut PyJson, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
         j.begin_object();
         for (name, version) in pairs {
             j.key(name).string(version);
         }
         j.end_object();
-    };
+    }
     match badges {
         None => j.null(),
-        Some(Badges::List(b)) => object(
-            j,
-            &mut b.iter().map(|b| (b.name.as_str(), b.version.as_str())),
-        ),
-        Some(Badges::Tag(value)) => object(j, &mut badge_pairs(value)),
+        Some(Badges::List(b)) => object(j, b.iter().map(|b| (b.name.as_str(), b.version.as_str()))),
+        Some(Badges::Tag(value)) => object(j, badge_pairs(value)),
     }
 }
 

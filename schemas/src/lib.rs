@@ -11,6 +11,7 @@
 
 pub mod json;
 mod optout;
+pub mod scan;
 
 use serde::{Deserialize, Serialize};
 
@@ -447,9 +448,9 @@ impl RoomSettings {
     /// Reads [`Self::encode`]'s text: the settings and the room id when one is given. `None`
     /// when the text is not exactly that form.
     pub fn decode(text: &str) -> Option<(Self, Option<&str>)> {
-        let mut it = text.split(';');
+        let mut it = scan::split(text, b';');
         let mut next = |key: &str| -> Option<i32> {
-            let (k, v) = it.next()?.split_once('=')?;
+            let (k, v) = scan::split_once(it.next()?, b'=')?;
             if k != key || v.is_empty() || (v.len() > 1 && v.starts_with('0')) {
                 return None;
             }
@@ -495,10 +496,9 @@ pub enum Badges<'a> {
 /// The `name/version` pairs of a `badges` / `badge-info` value (unescaped), in tag order: empty
 /// entries skipped, a badge without `/` gets an empty version.
 pub fn badge_pairs(value: &str) -> impl Iterator<Item = (&str, &str)> {
-    value
-        .split(',')
+    scan::split(value, b',')
         .filter(|b| !b.is_empty())
-        .map(|b| b.split_once('/').unwrap_or((b, "")))
+        .map(|b| scan::split_once(b, b'/').unwrap_or((b, "")))
 }
 
 fn write_badges(j: &mut PyJson, badges: Option<Badges<'_>>) {

@@ -16,7 +16,7 @@ use std::borrow::Cow;
 
 /// Unescapes a raw tag value. Borrows when `raw` holds no backslash.
 pub fn unescape(raw: &str) -> Cow<'_, str> {
-    let Some(first) = memchr::memchr(b'\\', raw.as_bytes()) else {
+    let Some(first) = tci_schemas::scan::find(raw, b'\\') else {
         return Cow::Borrowed(raw);
     };
     let mut out = String::with_capacity(raw.len());

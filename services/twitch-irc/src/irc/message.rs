@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 
 use memchr::{memchr, memchr_iter};
+use tci_schemas::scan;
 
 use super::escape::unescape;
 
@@ -76,11 +77,11 @@ pub struct Prefix<'a> {
 
 impl<'a> Prefix<'a> {
     fn parse(raw: &'a str) -> Self {
-        let (before_host, host) = match raw.split_once('@') {
+        let (before_host, host) = match scan::split_once(raw, b'@') {
             Some((b, h)) => (b, Some(h)),
             None => (raw, None),
         };
-        let (nick, user) = match before_host.split_once('!') {
+        let (nick, user) = match scan::split_once(before_host, b'!') {
             Some((n, u)) => (n, Some(u)),
             None => (before_host, None),
         };
@@ -285,21 +286,24 @@ impl<'a> Iterator for Tags<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if self.rest.is_empty() {
+            let rest = self.rest;
+            if rest.is_empty() {
                 return None;
             }
-            let (item, rest) = match memchr(b';', self.rest.as_bytes()) {
-                Some(i) => (&self.rest[..i], &self.rest[i + 1..]),
-                None => (self.rest, ""),
+            // The key ends at the first `=` or `;`; a value, at the next `;`.
+            let k = scan::find2(rest, b'=', b';').unwrap_or(rest.len());
+            let (key, value, end) = if rest.as_bytes().get(k) == Some(&b'=') {
+                let v = &rest[k + 1..];
+                let n = scan::find(v, b';').unwrap_or(v.len());
+                (&rest[..k], &v[..n], k + 1 + n)
+            } else {
+                (&rest[..k], "", k)
             };
-            self.rest = rest;
-            if item.is_empty() {
+            self.rest = rest.get(end + 1..).unwrap_or("");
+            if end == 0 {
                 continue;
             }
-            return Some(match memchr(b'=', item.as_bytes()) {
-                Some(i) => (&item[..i], &item[i + 1..]),
-                None => (item, ""),
-            });
+            return Some((key, value));
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use tci_schemas::{
-    badge_pairs, Badge, Badges, ChatMessage, Emote, EmotePosition, MessageView, PyJson, Room,
+    badge_pairs, scan, Badge, Badges, ChatMessage, Emote, EmotePosition, MessageView, PyJson, Room,
     RoomSettings, Tag, User,
 };
 
@@ -490,14 +490,13 @@ pub fn parse_emotes(raw: &str) -> Result<Vec<Emote>, RecordError> {
     };
     let mut emotes = Vec::new();
     for part in emote_groups(raw) {
-        let (id, ranges) = part.rsplit_once(':').ok_or_else(invalid)?;
+        let (id, ranges) = scan::rsplit_once(part, b':').ok_or_else(invalid)?;
         if id.is_empty() {
             return Err(invalid());
         }
-        let positions = ranges
-            .split(',')
+        let positions = scan::split(ranges, b',')
             .map(|r| {
-                let (s, e) = r.split_once('-')?;
+                let (s, e) = scan::split_once(r, b'-')?;
                 let start: i32 = s.parse().ok()?;
                 let end: i32 = e.parse().ok()?;
                 (0 <= start && start <= end).then_some(EmotePosition { start, end })
@@ -520,11 +519,16 @@ pub fn parse_emotes(raw: &str) -> Result<Vec<Emote>, RecordError> {
 /// may contain `/` too (`80481_/3:7-14`), so a piece without `:` belongs to the next piece.
 fn emote_groups(raw: &str) -> impl Iterator<Item = &str> {
     let mut start = 0;
-    let mut pieces = raw.match_indices('/').map(|(i, _)| i).chain([raw.len()]);
+    let mut pieces = raw
+        .bytes()
+        .enumerate()
+        .filter(|&(_, b)| b == b'/')
+        .map(|(i, _)| i)
+        .chain([raw.len()]);
     std::iter::from_fn(move || loop {
         let end = pieces.next()?;
         let group = &raw[start..end];
-        if group.contains(':') || end == raw.len() {
+        if scan::find(group, b':').is_some() || end == raw.len() {
             start = end + 1;
             if group.is_empty() {
                 continue;

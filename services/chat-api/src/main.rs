@@ -6,6 +6,9 @@ use anyhow::Context as _;
 use clap::Parser;
 use tci_common::{config, telemetry, Shutdown};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Serves the /v1.0 chat query API.
 #[derive(Debug, Parser)]
 #[command(name = "chat-api", version, about)]

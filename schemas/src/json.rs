@@ -7,28 +7,77 @@
 //! already escaped for that ([`PyJson::embedded`]): one pass instead of writing the document and
 //! escaping it again (what [`escape_json_content`] would do to the plain document, byte for byte).
 
-/// An object key known when compiling, written by [`PyJson::key_static`] in one copy: built by
-/// [`key!`](crate::key) from a literal of printable ASCII without `"` or `\\` (what it writes
-/// is what [`PyJson::key`] would: the spec-sample and real-line tests compare whole documents).
-#[derive(Debug, Clone, Copy)]
-pub struct Key {
-    pub plain: &'static str,
-    pub plain_next: &'static str,
-    pub embedded: &'static str,
-    pub embedded_next: &'static str,
-}
-
-/// A [`Key`] from a string literal that needs no escaping.
+/// Writes an object key known when compiling with [`Fixed::lit`]: `key!(w, "k")` writes
+/// `, "k": ` and `key!(w, first "k")` writes `"k": `, each in one copy of a literal of known
+/// length (written as the embedded form `\"k\": ` in an embedded document). The key must be
+/// printable ASCII without `"` or `\\`: what [`PyJson::key`] would write for it (the
+/// spec-sample and real-line tests compare whole documents).
 #[macro_export]
 macro_rules! key {
-    ($k:literal) => {
-        $crate::json::Key {
-            plain: concat!("\"", $k, "\": "),
-            plain_next: concat!(", \"", $k, "\": "),
-            embedded: concat!("\\\"", $k, "\\\": "),
-            embedded_next: concat!(", \\\"", $k, "\\\": "),
-        }
+    ($w:expr, first $k:literal) => {
+        $w.lit(concat!("\"", $k, "\": "), concat!("\\\"", $k, "\\\": "))
     };
+    ($w:expr, $k:literal) => {
+        $w.lit(concat!(", \"", $k, "\": "), concat!(", \\\"", $k, "\\\": "))
+    };
+}
+
+/// A writer for a part of a document whose layout is known when compiling (where every comma
+/// goes, which keys come in which order): literals are copied as constants and no container
+/// bookkeeping is done. `E`: the document is written embedded ([`PyJson::embedded`]). Made by
+/// [`PyJson::fixed`]; what it writes must be one complete value.
+#[derive(Debug)]
+pub struct Fixed<'a, const E: bool> {
+    out: &'a mut String,
+}
+
+impl<const E: bool> Fixed<'_, E> {
+    /// Appends a literal: `plain`, or `embedded` (the same text escaped for embedding).
+    #[inline(always)]
+    pub fn lit(&mut self, plain: &'static str, embedded: &'static str) {
+        self.out.push_str(if E { embedded } else { plain });
+    }
+
+    /// Appends text that is the same in both forms (no `"` or `\\`).
+    #[inline(always)]
+    pub fn raw(&mut self, s: &'static str) {
+        self.out.push_str(s);
+    }
+
+    /// A string value.
+    #[inline]
+    pub fn string(&mut self, s: &str) {
+        escape_str(self.out, s, E);
+    }
+
+    /// A string or `null`.
+    #[inline]
+    pub fn opt_string(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.string(s),
+            None => self.raw("null"),
+        }
+    }
+
+    /// `true` / `false`.
+    #[inline]
+    pub fn bool(&mut self, b: bool) {
+        self.raw(if b { "true" } else { "false" });
+    }
+
+    /// An integer.
+    #[inline]
+    pub fn int(&mut self, i: i64) {
+        self.out.push_str(itoa::Buffer::new().format(i));
+    }
+
+    /// An integer as a string (`"29"`).
+    #[inline]
+    pub fn int_string(&mut self, i: i64) {
+        self.lit("\"", "\\\"");
+        self.int(i);
+        self.lit("\"", "\\\"");
+    }
 }
 
 /// Open containers as bits (no allocation per document): bit `i` of `items` says whether the
@@ -157,18 +206,20 @@ impl PyJson {
         self
     }
 
-    /// Writes a key known when compiling ([`key!`](crate::key)): the separator, the quoted key
-    /// and `": "` in one copy, without an escaping pass; the next call writes its value.
-    pub fn key_static(&mut self, k: &Key) -> &mut Self {
-        let first = self.stack.mark_item() != Some(true);
-        self.after_key = true;
-        self.out.push_str(match (first, self.embedded) {
-            (true, false) => k.plain,
-            (false, false) => k.plain_next,
-            (true, true) => k.embedded,
-            (false, true) => k.embedded_next,
-        });
-        self
+    /// Writes one complete value whose layout is known when compiling with a [`Fixed`] writer:
+    /// `plain` writes it into a plain document, `embedded` into an embedded one (the same code,
+    /// `|w| self.write(w)` twice, instantiated for each form).
+    pub fn fixed(
+        &mut self,
+        plain: impl FnOnce(&mut Fixed<'_, false>),
+        embedded: impl FnOnce(&mut Fixed<'_, true>),
+    ) {
+        self.before_value();
+        if self.embedded {
+            embedded(&mut Fixed { out: &mut self.out });
+        } else {
+            plain(&mut Fixed { out: &mut self.out });
+        }
     }
 
     /// A string value.

@@ -15,7 +15,7 @@ pub mod scan;
 
 use serde::{Deserialize, Serialize};
 
-pub use json::{escape_json_content, PyJson};
+pub use json::{escape_json_content, Fixed, PyJson};
 pub use optout::{OptOut, OptOutScope, OptOutSet, OptOutSource, OptOutState};
 
 /// Avro schema of [`ChatMessage`].
@@ -310,82 +310,134 @@ impl MessageView<'_> {
     /// Writes the `message` object into `j`, in the original service's exact format and key
     /// order.
     pub fn write_spec_json(&self, j: &mut PyJson) {
-        j.begin_object();
-        j.key_static(&crate::key!("text")).string(self.text);
-        j.key_static(&crate::key!("is_me")).bool(self.is_me);
-        j.key_static(&crate::key!("bits")).int(i64::from(self.bits));
-        j.key_static(&crate::key!("sent_timestamp"))
-            .int(self.sent_timestamp);
-        j.key_static(&crate::key!("reply_parent_msg_id"))
-            .opt_string(self.reply_parent_msg_id);
-        j.key_static(&crate::key!("reply_parent_user_id"))
-            .opt_string(self.reply_parent_user_id);
-        j.key_static(&crate::key!("reply_parent_user_login"))
-            .opt_string(self.reply_parent_user_login);
-        j.key_static(&crate::key!("reply_parent_display_name"))
-            .opt_string(self.reply_parent_display_name);
-        j.key_static(&crate::key!("reply_parent_msg_body"))
-            .opt_string(self.reply_parent_msg_body);
-        j.key_static(&crate::key!("reply_thread_parent_msg_id"))
-            .opt_string(self.reply_thread_parent_msg_id);
-        j.key_static(&crate::key!("reply_thread_parent_user_login"))
-            .opt_string(self.reply_thread_parent_user_login);
-        j.key_static(&crate::key!("emotes"));
+        j.fixed(|w| self.write(w), |w| self.write(w));
+    }
+
+    fn write<const E: bool>(&self, w: &mut Fixed<'_, E>) {
+        w.raw("{");
+        key!(w, first "text");
+        w.string(self.text);
+        key!(w, "is_me");
+        w.bool(self.is_me);
+        key!(w, "bits");
+        w.int(i64::from(self.bits));
+        key!(w, "sent_timestamp");
+        w.int(self.sent_timestamp);
+        let reply = [
+            self.reply_parent_msg_id,
+            self.reply_parent_user_id,
+            self.reply_parent_user_login,
+            self.reply_parent_display_name,
+            self.reply_parent_msg_body,
+            self.reply_thread_parent_msg_id,
+            self.reply_thread_parent_user_login,
+        ];
+        if reply.iter().all(Option::is_none) {
+            // Most messages are no reply: the seven nulls in one copy.
+            key!(w, "reply_parent_msg_id");
+            w.raw("null");
+            key!(w, "reply_parent_user_id");
+            w.raw("null");
+            key!(w, "reply_parent_user_login");
+            w.raw("null");
+            key!(w, "reply_parent_display_name");
+            w.raw("null");
+            key!(w, "reply_parent_msg_body");
+            w.raw("null");
+            key!(w, "reply_thread_parent_msg_id");
+            w.raw("null");
+            key!(w, "reply_thread_parent_user_login");
+            w.raw("null");
+        } else {
+            key!(w, "reply_parent_msg_id");
+            w.opt_string(reply[0]);
+            key!(w, "reply_parent_user_id");
+            w.opt_string(reply[1]);
+            key!(w, "reply_parent_user_login");
+            w.opt_string(reply[2]);
+            key!(w, "reply_parent_display_name");
+            w.opt_string(reply[3]);
+            key!(w, "reply_parent_msg_body");
+            w.opt_string(reply[4]);
+            key!(w, "reply_thread_parent_msg_id");
+            w.opt_string(reply[5]);
+            key!(w, "reply_thread_parent_user_login");
+            w.opt_string(reply[6]);
+        }
+        key!(w, "emotes");
         match self.emotes {
-            None => j.null(),
+            None => w.raw("null"),
             Some(emotes) => {
-                j.begin_object();
-                for e in emotes {
-                    j.key(&e.id).begin_array();
-                    for p in &e.positions {
-                        j.begin_object();
-                        j.key_static(&crate::key!("start_position"))
-                            .int_string(i64::from(p.start));
-                        j.key_static(&crate::key!("end_position"))
-                            .int_string(i64::from(p.end));
-                        j.end_object();
+                w.raw("{");
+                for (i, e) in emotes.iter().enumerate() {
+                    if i > 0 {
+                        w.raw(", ");
                     }
-                    j.end_array();
+                    w.string(&e.id);
+                    w.raw(": [");
+                    for (k, p) in e.positions.iter().enumerate() {
+                        if k > 0 {
+                            w.raw(", ");
+                        }
+                        w.raw("{");
+                        key!(w, first "start_position");
+                        w.int_string(i64::from(p.start));
+                        key!(w, "end_position");
+                        w.int_string(i64::from(p.end));
+                        w.raw("}");
+                    }
+                    w.raw("]");
                 }
-                j.end_object();
+                w.raw("}");
             }
         }
-        j.key_static(&crate::key!("id")).string(self.id);
-        j.key_static(&crate::key!("room")).begin_object();
+        key!(w, "id");
+        w.string(self.id);
+        key!(w, "room");
+        w.raw("{");
         let r = self.settings;
-        j.key_static(&crate::key!("name")).string(self.room_name);
-        j.key_static(&crate::key!("is_emote_only"))
-            .bool(r.is_emote_only);
-        j.key_static(&crate::key!("is_subs_only"))
-            .bool(r.is_subs_only);
-        j.key_static(&crate::key!("is_followers_only"))
-            .bool(r.is_followers_only);
-        j.key_static(&crate::key!("is_unique_only"))
-            .bool(r.is_unique_only);
-        j.key_static(&crate::key!("follower_only_delay"))
-            .int(i64::from(r.follower_only_delay));
-        j.key_static(&crate::key!("room_id")).string(self.room_id);
-        j.key_static(&crate::key!("slow")).int(i64::from(r.slow));
-        j.end_object();
-        j.key_static(&crate::key!("user")).begin_object();
-        j.key_static(&crate::key!("name")).string(self.user_name);
-        j.key_static(&crate::key!("badge_info"));
-        write_badges(j, self.badge_info);
-        j.key_static(&crate::key!("badges"));
-        write_badges(j, self.badges);
-        j.key_static(&crate::key!("color")).opt_string(self.color);
-        j.key_static(&crate::key!("display_name"))
-            .string(self.display_name);
-        j.key_static(&crate::key!("mod")).bool(self.is_mod);
-        j.key_static(&crate::key!("subscriber"))
-            .bool(self.subscriber);
-        j.key_static(&crate::key!("turbo")).bool(self.turbo);
-        j.key_static(&crate::key!("id")).string(self.user_id);
-        j.key_static(&crate::key!("user_type"))
-            .opt_string(self.user_type);
-        j.key_static(&crate::key!("vip")).bool(self.vip);
-        j.end_object();
-        j.end_object();
+        key!(w, first "name");
+        w.string(self.room_name);
+        key!(w, "is_emote_only");
+        w.bool(r.is_emote_only);
+        key!(w, "is_subs_only");
+        w.bool(r.is_subs_only);
+        key!(w, "is_followers_only");
+        w.bool(r.is_followers_only);
+        key!(w, "is_unique_only");
+        w.bool(r.is_unique_only);
+        key!(w, "follower_only_delay");
+        w.int(i64::from(r.follower_only_delay));
+        key!(w, "room_id");
+        w.string(self.room_id);
+        key!(w, "slow");
+        w.int(i64::from(r.slow));
+        w.raw("}");
+        key!(w, "user");
+        w.raw("{");
+        key!(w, first "name");
+        w.string(self.user_name);
+        key!(w, "badge_info");
+        write_badges(w, self.badge_info);
+        key!(w, "badges");
+        write_badges(w, self.badges);
+        key!(w, "color");
+        w.opt_string(self.color);
+        key!(w, "display_name");
+        w.string(self.display_name);
+        key!(w, "mod");
+        w.bool(self.is_mod);
+        key!(w, "subscriber");
+        w.bool(self.subscriber);
+        key!(w, "turbo");
+        w.bool(self.turbo);
+        key!(w, "id");
+        w.string(self.user_id);
+        key!(w, "user_type");
+        w.opt_string(self.user_type);
+        key!(w, "vip");
+        w.bool(self.vip);
+        w.raw("}}");
     }
 }
 
@@ -501,18 +553,26 @@ pub fn badge_pairs(value: &str) -> impl Iterator<Item = (&str, &str)> {
         .map(|b| scan::split_once(b, b'/').unwrap_or((b, "")))
 }
 
-fn write_badges(j: &mut PyJson, badges: Option<Badges<'_>>) {
-    fn object<'a>(j: &mut PyJson, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
-        j.begin_object();
-        for (name, version) in pairs {
-            j.key(name).string(version);
+fn write_badges<const E: bool>(w: &mut Fixed<'_, E>, badges: Option<Badges<'_>>) {
+    fn object<'a, const E: bool>(
+        w: &mut Fixed<'_, E>,
+        pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    ) {
+        w.raw("{");
+        for (i, (name, version)) in pairs.enumerate() {
+            if i > 0 {
+                w.raw(", ");
+            }
+            w.string(name);
+            w.raw(": ");
+            w.string(version);
         }
-        j.end_object();
+        w.raw("}");
     }
     match badges {
-        None => j.null(),
-        Some(Badges::List(b)) => object(j, b.iter().map(|b| (b.name.as_str(), b.version.as_str()))),
-        Some(Badges::Tag(value)) => object(j, badge_pairs(value)),
+        None => w.raw("null"),
+        Some(Badges::List(b)) => object(w, b.iter().map(|b| (b.name.as_str(), b.version.as_str()))),
+        Some(Badges::Tag(value)) => object(w, badge_pairs(value)),
     }
 }
 

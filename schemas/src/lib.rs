@@ -333,21 +333,11 @@ impl MessageView<'_> {
             self.reply_thread_parent_user_login,
         ];
         if reply.iter().all(Option::is_none) {
-            // Most messages are no reply: the seven nulls in one copy.
-            key!(w, "reply_parent_msg_id");
-            w.raw("null");
-            key!(w, "reply_parent_user_id");
-            w.raw("null");
-            key!(w, "reply_parent_user_login");
-            w.raw("null");
-            key!(w, "reply_parent_display_name");
-            w.raw("null");
-            key!(w, "reply_parent_msg_body");
-            w.raw("null");
-            key!(w, "reply_thread_parent_msg_id");
-            w.raw("null");
-            key!(w, "reply_thread_parent_user_login");
-            w.raw("null");
+            // Most messages are no reply: the seven keys and nulls in one copy.
+            w.lit(
+                ", \"reply_parent_msg_id\": null, \"reply_parent_user_id\": null, \"reply_parent_user_login\": null, \"reply_parent_display_name\": null, \"reply_parent_msg_body\": null, \"reply_thread_parent_msg_id\": null, \"reply_thread_parent_user_login\": null",
+                ", \\\"reply_parent_msg_id\\\": null, \\\"reply_parent_user_id\\\": null, \\\"reply_parent_user_login\\\": null, \\\"reply_parent_display_name\\\": null, \\\"reply_parent_msg_body\\\": null, \\\"reply_thread_parent_msg_id\\\": null, \\\"reply_thread_parent_user_login\\\": null",
+            );
         } else {
             key!(w, "reply_parent_msg_id");
             w.opt_string(reply[0]);

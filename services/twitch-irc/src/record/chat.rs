@@ -145,29 +145,32 @@ impl<'a> ChatLine<'a> {
         let body = msg.text().ok_or(RecordError::MissingText)?;
         let mut t = Known::default();
         for (key, raw) in msg.tags() {
-            match key {
-                "id" => t.id = Some(raw),
-                "room-id" => t.room_id = Some(raw),
-                "tmi-sent-ts" => t.sent = Some(raw),
-                "bits" => t.bits = Some(raw),
-                "emotes" => t.emotes = Some(raw),
-                "badge-info" => t.badge_info = Some(raw),
-                "badges" => t.badges = Some(raw),
-                "color" => t.color = Some(raw),
-                "display-name" => t.display_name = Some(raw),
-                "mod" => t.is_mod = flag(raw),
-                "subscriber" => t.subscriber = flag(raw),
-                "turbo" => t.turbo = flag(raw),
-                "user-id" => t.user_id = Some(raw),
-                "user-type" => t.user_type = Some(raw),
-                "vip" => t.vip = true,
-                "reply-parent-msg-id" => t.reply_parent_msg_id = Some(raw),
-                "reply-parent-user-id" => t.reply_parent_user_id = Some(raw),
-                "reply-parent-user-login" => t.reply_parent_user_login = Some(raw),
-                "reply-parent-display-name" => t.reply_parent_display_name = Some(raw),
-                "reply-parent-msg-body" => t.reply_parent_msg_body = Some(raw),
-                "reply-thread-parent-msg-id" => t.reply_thread_parent_msg_id = Some(raw),
-                "reply-thread-parent-user-login" => t.reply_thread_parent_user_login = Some(raw),
+            // By length first: one comparison of the key, not one per arm.
+            match (key.len(), key) {
+                (2, "id") => t.id = Some(raw),
+                (3, "mod") => t.is_mod = flag(raw),
+                (3, "vip") => t.vip = true,
+                (4, "bits") => t.bits = Some(raw),
+                (5, "color") => t.color = Some(raw),
+                (5, "turbo") => t.turbo = flag(raw),
+                (6, "badges") => t.badges = Some(raw),
+                (6, "emotes") => t.emotes = Some(raw),
+                (7, "room-id") => t.room_id = Some(raw),
+                (7, "user-id") => t.user_id = Some(raw),
+                (9, "user-type") => t.user_type = Some(raw),
+                (10, "badge-info") => t.badge_info = Some(raw),
+                (10, "subscriber") => t.subscriber = flag(raw),
+                (11, "tmi-sent-ts") => t.sent = Some(raw),
+                (12, "display-name") => t.display_name = Some(raw),
+                (19, "reply-parent-msg-id") => t.reply_parent_msg_id = Some(raw),
+                (20, "reply-parent-user-id") => t.reply_parent_user_id = Some(raw),
+                (21, "reply-parent-msg-body") => t.reply_parent_msg_body = Some(raw),
+                (23, "reply-parent-user-login") => t.reply_parent_user_login = Some(raw),
+                (25, "reply-parent-display-name") => t.reply_parent_display_name = Some(raw),
+                (26, "reply-thread-parent-msg-id") => t.reply_thread_parent_msg_id = Some(raw),
+                (30, "reply-thread-parent-user-login") => {
+                    t.reply_thread_parent_user_login = Some(raw)
+                }
                 _ => {}
             }
             each(key, raw);

@@ -47,7 +47,7 @@ impl<const E: bool> Fixed<'_, E> {
     /// A string value.
     #[inline]
     pub fn string(&mut self, s: &str) {
-        escape_str(self.out, s, E);
+        escape::<E>(self.out, s);
     }
 
     /// A string or `null`.
@@ -304,8 +304,19 @@ impl PyJson {
 /// With `embedded`, that literal as the content of another JSON string: each
 /// `"` of it written `\"`, each `\` written `\\`.
 pub(crate) fn escape_str(out: &mut String, s: &str, embedded: bool) {
+    if embedded {
+        escape::<true>(out, s);
+    } else {
+        escape::<false>(out, s);
+    }
+}
+
+/// [`escape_str`] with the form known when compiling (its quotes and backslashes are then
+/// constants).
+#[inline]
+fn escape<const EMBEDDED: bool>(out: &mut String, s: &str) {
     let bytes = s.as_bytes();
-    let (quote, backslash) = if embedded {
+    let (quote, backslash) = if EMBEDDED {
         ("\\\"", "\\\\")
     } else {
         ("\"", "\\")

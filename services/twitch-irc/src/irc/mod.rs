@@ -251,6 +251,20 @@ mod tests {
             }
         }
 
+        /// The tag iterator splits as `split(';')` and `split_once('=')` would, empty tags
+        /// skipped, whatever the lengths and wherever the separators fall in its 8-byte words.
+        #[test]
+        fn tags_split_as_the_plain_reference(section in "[a-c;=\\\\é]{0,40}") {
+            let line = format!("@{section} :n!n@n PRIVMSG #c :hi");
+            let m = parse(&line).unwrap();
+            let reference: Vec<(&str, &str)> = section
+                .split(';')
+                .filter(|t| !t.is_empty())
+                .map(|t| t.split_once('=').unwrap_or((t, "")))
+                .collect();
+            prop_assert_eq!(m.tags().collect::<Vec<_>>(), reference);
+        }
+
         #[test]
         fn never_panics_on_irc_like_strings(s in "[@:; =#!a-zA-Z0-9\\\\\r\n]{0,80}") {
             if let Ok(m) = parse(&s) {

@@ -108,6 +108,15 @@ toml_parses() { # the services read it with a TOML parser: so must it parse (pyt
 if python3 -c 'import tomllib, yaml' 2>/dev/null; then
   check "config file is valid TOML (default and production-like values)" toml_parses
 fi
+topics_all_named() { # every topic of kafka/topics.toml is named in the config file's [topics]
+  local cm want have
+  cm=$("$HELM" template tci "$CHART" --set secrets.cursorSecret="$CURSOR" --show-only templates/configmap.yaml)
+  want=$(sed -n 's/^key = "\([a-z_]*\)".*/\1/p' kafka/topics.toml | sort)
+  have=$(sed -n '/^ *\[topics\]/,/^ *\[/p' <<<"$cm" | sed -n 's/^ *\([a-z_]*\) = .*/\1/p' | sort)
+  echo "kafka/topics.toml: $want"; echo "config [topics]: $have"
+  [ -n "$want" ] && [ "$want" = "$have" ]
+}
+check "config file names every topic of kafka/topics.toml" topics_all_named
 dashboard_json_ok() { jq -e '.panels | length > 10' "$CHART/dashboards/twitch-chat-ingestor.json"; }
 check "Grafana dashboard is valid JSON" dashboard_json_ok
 

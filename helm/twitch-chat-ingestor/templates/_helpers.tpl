@@ -126,6 +126,7 @@ live_streams = {{ include "tci.toml" .Values.topics.liveStreams }}
 chat = {{ include "tci.toml" .Values.topics.chat }}
 moderation = {{ include "tci.toml" .Values.topics.moderation }}
 dead_letter = {{ include "tci.toml" .Values.topics.deadLetter }}
+optouts = {{ include "tci.toml" .Values.topics.optouts }}
 {{- end -}}
 
 {{/* Pod placement shared by every Deployment: (dict "root" $ "component" "chat-api"). */}}

@@ -254,16 +254,6 @@ impl PyJson {
         self
     }
 
-    /// An integer as a string (`"29"`).
-    pub fn int_string(&mut self, i: i64) -> &mut Self {
-        self.before_value();
-        let q = if self.embedded { "\\\"" } else { "\"" };
-        self.out.push_str(q);
-        self.out.push_str(itoa::Buffer::new().format(i));
-        self.out.push_str(q);
-        self
-    }
-
     /// Empties the document to write another, keeping the buffer.
     pub fn clear(&mut self) {
         self.out.clear();

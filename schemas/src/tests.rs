@@ -279,7 +279,6 @@ proptest::proptest! {
         let write = |j: &mut PyJson| {
             j.begin_object();
             j.key(&key).string(&value);
-            j.key("n").int_string(n);
             j.key("list").begin_array();
             j.bool(true);
             j.int(n);
@@ -296,6 +295,42 @@ proptest::proptest! {
         let mut pushed = PyJson::embedded(0);
         pushed.push_document(plain.as_str());
         proptest::prop_assert_eq!(pushed.as_str(), embedded.as_str());
+    }
+
+    /// The message JSON's fixed-layout writer, on any text in every string field: the plain
+    /// document is JSON holding those values, and the embedded one is exactly the plain one
+    /// escaped (what the API serves).
+    #[test]
+    fn message_json_embedded_is_the_escaped_plain_one(
+        s in proptest::collection::vec("(?s).{0,8}", 6),
+        reply in proptest::option::of("(?s).{0,8}"),
+        n in proptest::prelude::any::<i32>(),
+    ) {
+        let mut m = sample_one();
+        m.text = s[0].clone();
+        m.room.name = s[1].clone();
+        m.user.display_name = s[2].clone();
+        m.user.badges = Some(vec![Badge { name: s[3].clone(), version: s[4].clone() }]);
+        m.emotes = Some(vec![Emote { id: s[5].clone(), positions: vec![EmotePosition { start: n, end: n }] }]);
+        m.reply_parent_msg_body = reply.clone();
+        m.user.color = reply.clone();
+        m.bits = n;
+        let plain = m.to_spec_json();
+        let v: serde_json::Value = serde_json::from_str(&plain).expect("valid JSON");
+        proptest::prop_assert_eq!(v["text"].as_str(), Some(s[0].as_str()));
+        proptest::prop_assert_eq!(v["room"]["name"].as_str(), Some(s[1].as_str()));
+        proptest::prop_assert_eq!(v["user"]["display_name"].as_str(), Some(s[2].as_str()));
+        proptest::prop_assert_eq!(v["user"]["badges"][&s[3]].as_str(), Some(s[4].as_str()));
+        let end = n.to_string();
+        proptest::prop_assert_eq!(v["emotes"][&s[5]][0]["end_position"].as_str(), Some(end.as_str()));
+        proptest::prop_assert_eq!(v["reply_parent_msg_body"].as_str(), reply.as_deref());
+        proptest::prop_assert_eq!(v["user"]["color"].as_str(), reply.as_deref());
+        proptest::prop_assert_eq!(v["bits"].as_i64(), Some(i64::from(n)));
+        let mut embedded = PyJson::embedded(0);
+        m.view().write_spec_json(&mut embedded);
+        let mut escaped = Vec::new();
+        escape_json_content(&mut escaped, &plain);
+        proptest::prop_assert_eq!(embedded.as_str().as_bytes(), escaped.as_slice());
     }
 
     /// escape_json_content is serde_json's string escaping.

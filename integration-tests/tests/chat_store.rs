@@ -30,6 +30,44 @@ async fn every_statement_prepares_against_the_migrated_schema() -> anyhow::Resul
     Ok(())
 }
 
+/// Chatter `user`'s message `id`, sent at `sent` in channel `broadcaster_id`, is in the by-user
+/// index the way a user log reads it: its day in `user_chat_days`, its key in `user_chat_index`.
+async fn assert_indexed(
+    session: &scylla::client::session::Session,
+    reads: &ReadStatements,
+    broadcaster_id: i64,
+    user: i64,
+    sent: i64,
+    id: &str,
+) -> anyhow::Result<()> {
+    let (day, shard) = (day_of(sent), user_shard(user));
+    let (qr, _) = session
+        .execute_single_page(
+            &reads.user_days,
+            (broadcaster_id, period_of(day), shard, user, day, day, 10i32),
+            PagingState::start(),
+        )
+        .await?;
+    assert_eq!(
+        qr.into_rows_result()?.single_row::<(i64,)>()?,
+        (day,),
+        "{id}: its day is in user_chat_days"
+    );
+    let (qr, _) = session
+        .execute_single_page(
+            &reads.user_index_page,
+            (broadcaster_id, day, shard, user, sent, sent),
+            PagingState::start(),
+        )
+        .await?;
+    assert_eq!(
+        qr.into_rows_result()?.single_row::<(i64, String)>()?,
+        (sent, id.to_string()),
+        "{id}: its key is in user_chat_index"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planned_writes_read_back_and_late_deletions_are_found() -> anyhow::Result<()> {
     let env = TestEnv::new("chat_store_rw");
@@ -113,27 +151,7 @@ async fn planned_writes_read_back_and_late_deletions_are_found() -> anyhow::Resu
         "it reads back as the record's JSON"
     );
 
-    let (day, shard) = (day_of(sent), user_shard(42));
-    let (qr, _) = session
-        .execute_single_page(
-            &reads.user_days,
-            (7i64, period_of(day), shard, 42i64, day, day, 10i32),
-            PagingState::start(),
-        )
-        .await?;
-    assert_eq!(qr.into_rows_result()?.single_row::<(i64,)>()?, (day,));
-    let (qr, _) = session
-        .execute_single_page(
-            &reads.user_index_page,
-            (7i64, day, shard, 42i64, sent, sent),
-            PagingState::start(),
-        )
-        .await?;
-    assert_eq!(
-        qr.into_rows_result()?.single_row::<(i64, String)>()?,
-        (sent, "m-1".to_string()),
-        "the by-user index row carries the key"
-    );
+    assert_indexed(&session, &reads, 7, 42, sent, "m-1").await?;
     let (qr, _) = session
         .execute_single_page(
             &reads.chat_by_keys,
@@ -208,27 +226,7 @@ async fn legacy_user_logs_are_reindexed_idempotently() -> anyhow::Result<()> {
         let (pairs, rows) = optouts.reindex_user_logs(&session, |_, _| {}).await?;
         assert_eq!((pairs, rows), (2, 3), "run {run}");
         for (user, sent, id) in messages {
-            let (day, shard) = (day_of(sent), user_shard(user));
-            let (qr, _) = session
-                .execute_single_page(
-                    &reads.user_days,
-                    (7i64, period_of(day), shard, user, day, day, 10i32),
-                    PagingState::start(),
-                )
-                .await?;
-            assert_eq!(qr.into_rows_result()?.single_row::<(i64,)>()?, (day,));
-            let (qr, _) = session
-                .execute_single_page(
-                    &reads.user_index_page,
-                    (7i64, day, shard, user, sent, sent),
-                    PagingState::start(),
-                )
-                .await?;
-            assert_eq!(
-                qr.into_rows_result()?.single_row::<(i64, String)>()?,
-                (sent, id.to_string()),
-                "run {run}: {id} is in the new index"
-            );
+            assert_indexed(&session, &reads, 7, user, sent, id).await?;
         }
         let count = session
             .query_unpaged(format!("SELECT COUNT(*) FROM {ks}.user_chat_index"), ())

@@ -229,7 +229,7 @@ fn every_valid_content_line_becomes_a_record_that_keeps_the_line() {
 /// of the corpus that rendering must be byte for byte the record's own JSON; chat-ingestor
 /// checks the same for every message before it drops the JSON, so this count is what the
 /// archive would have to keep as JSON (expected: none). The same holds for the rendering
-/// escaped for embedding in the API's pages.
+/// escaped for embedding in the API's pages, and for the text format's log line.
 #[test]
 fn every_chat_record_renders_from_its_stored_line_exactly() {
     let c = corpus();
@@ -268,6 +268,13 @@ fn every_chat_record_renders_from_its_stored_line_exactly() {
                 j.as_str()
             )),
             Err(e) => differ.push(format!("line {}: {e}", i + 1)),
+        }
+        // The text format's log line, read from the line alone.
+        let mut log = String::new();
+        let me = if m.is_me { "/me " } else { "" };
+        let want = format!("#{} {}: {me}{}", m.room.name, m.user.name, m.text);
+        if record::write_log_text(line, &mut log).is_err() || log != want {
+            differ.push(format!("line {}: log text {log:?}, record {want:?}", i + 1));
         }
     }
     assert!(chats > 200, "only {chats} chat records");

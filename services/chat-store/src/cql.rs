@@ -13,6 +13,9 @@ pub enum Body {
     EmbeddedMessage,
     /// The exact IRC line (`raw_line`; empty for rows stored before it was kept).
     RawLine,
+    /// What a human chat log shows of the message: `#channel login: text` (`login: /me text`
+    /// for an action), read from the raw line, or from the stored JSON of a row without one.
+    LogText,
 }
 
 pub fn insert_chat(ks: &str) -> String {

@@ -1,7 +1,7 @@
 //! A chat row as read back, and its body: the stored `message` JSON, or that JSON rendered from
 //! the raw line and room state (storage v3), or the raw line.
 
-use tci_irc::record::{render_message_json, RecordError};
+use tci_irc::record::{render_message_json, write_log_text, RecordError};
 use tci_schemas::PyJson;
 
 use crate::cql::Body;
@@ -116,6 +116,7 @@ impl StoredChatRef<'_> {
         let cap = self.raw_line.map_or(0, str::len) * 3;
         let mut j = match body {
             Body::RawLine => return Ok(self.raw_line.unwrap_or_default().to_owned()),
+            Body::LogText => return self.log_text(),
             Body::Message => match self.message {
                 Some(m) => return Ok(m.to_owned()),
                 None => PyJson::with_capacity(cap),
@@ -125,6 +126,44 @@ impl StoredChatRef<'_> {
         self.message_json(broadcaster_id, &mut j)?;
         Ok(j.finish())
     }
+}
+
+impl StoredChatRef<'_> {
+    /// [`Body::LogText`]: from the raw line when the row has one (no JSON rendered), else from
+    /// the stored JSON's `room.name`, `user.name`, `text` and `is_me`.
+    fn log_text(&self) -> Result<String, BodyError> {
+        let mut out = String::with_capacity(self.raw_line.map_or(96, str::len));
+        match (self.raw_line, self.message) {
+            (Some(line), _) => write_log_text(line, &mut out)?,
+            (None, Some(json)) => {
+                let m: LogFields<'_> =
+                    serde_json::from_str(json).map_err(|e| BodyError::Json(e.to_string()))?;
+                let me = if m.is_me { "/me " } else { "" };
+                for part in ["#", &m.room.name, " ", &m.user.name, ": ", me, &m.text] {
+                    out.push_str(part);
+                }
+            }
+            (None, None) => return Err(BodyError::Missing),
+        }
+        Ok(out)
+    }
+}
+
+/// The fields of a stored `message` JSON that a chat log shows.
+#[derive(serde::Deserialize)]
+struct LogFields<'a> {
+    #[serde(borrow)]
+    text: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    is_me: bool,
+    room: NameField<'a>,
+    user: NameField<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct NameField<'a> {
+    #[serde(borrow)]
+    name: std::borrow::Cow<'a, str>,
 }
 
 /// Why a stored row has no `message` JSON to serve.
@@ -137,4 +176,67 @@ pub enum BodyError {
     /// The raw line does not render (the ingestor checked it did when it stored the row).
     #[error("the stored raw line does not render: {0}")]
     Render(#[from] RecordError),
+    /// The stored JSON does not have the fields a chat log shows.
+    #[error("the stored message JSON is not readable: {0}")]
+    Json(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row<'a>(message: Option<&'a str>, raw_line: Option<&'a str>) -> StoredChatRef<'a> {
+        StoredChatRef {
+            sent_ts: 1,
+            message_id: "m",
+            user_id: Some(2),
+            message,
+            raw_line,
+            room_state: Some("emote-only=0;followers-only=-1;r9k=0;slow=0;subs-only=0"),
+            received_at: Some(1),
+        }
+    }
+
+    #[test]
+    fn log_text_is_read_from_the_line_else_from_the_stored_json() {
+        let text = |r: StoredChatRef<'_>| r.body(7, Body::LogText);
+        assert_eq!(
+            text(row(
+                None,
+                Some("@id=a :amy!amy@amy PRIVMSG #chan :hé \"q\"")
+            ))
+            .unwrap(),
+            "#chan amy: hé \"q\""
+        );
+        assert_eq!(
+            text(row(
+                None,
+                Some(":bob!bob@bob PRIVMSG #chan :\u{1}ACTION waves\u{1}")
+            ))
+            .unwrap(),
+            "#chan bob: /me waves"
+        );
+        // A row that kept its JSON and has its line: the line is read, the JSON is not parsed.
+        assert_eq!(
+            text(row(Some("not json"), Some(":c!c@c PRIVMSG #x Cheer1"))).unwrap(),
+            "#x c: Cheer1"
+        );
+        assert_eq!(
+            text(row(
+                Some(r#"{"text": "waves", "is_me": true, "room": {"name": "chan"}, "user": {"name": "amy"}}"#),
+                None
+            ))
+            .unwrap(),
+            "#chan amy: /me waves"
+        );
+        assert!(matches!(
+            text(row(Some("not json"), None)),
+            Err(BodyError::Json(_))
+        ));
+        assert!(matches!(text(row(None, None)), Err(BodyError::Missing)));
+        assert!(matches!(
+            text(row(None, Some(":tmi.twitch.tv PING"))),
+            Err(BodyError::Render(_))
+        ));
+    }
 }

@@ -134,7 +134,7 @@ async fn chat_inner(
             Format::Raw => Body::RawLine,
             // Their writers embed the message JSON as a string: rendered escaped, in one pass.
             Format::Json | Format::Ndjson => Body::EmbeddedMessage,
-            Format::Text => Body::Message,
+            Format::Text => Body::LogText,
         },
         start_ms: p.start_ms,
         end_ms: p.end_ms,

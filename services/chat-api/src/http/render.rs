@@ -180,45 +180,25 @@ pub fn chat_ndjson(
     r
 }
 
-/// The fields of the stored `message` JSON that the text format shows.
-#[derive(serde::Deserialize)]
-struct TextFields<'a> {
-    #[serde(borrow)]
-    text: std::borrow::Cow<'a, str>,
-    #[serde(default)]
-    is_me: bool,
-    room: NameField<'a>,
-    user: NameField<'a>,
-}
-
-#[derive(serde::Deserialize)]
-struct NameField<'a> {
-    #[serde(borrow)]
-    name: std::borrow::Cow<'a, str>,
-}
-
 /// The chat page as a human log (`text/plain; charset=utf-8`), one line per message:
 /// `[2024-01-10 01:01:01] #channel user: text` (UTC, the sender's login; `/me` messages as
 /// `user: /me text`). The cursor is in `X-Cursor` and `Link`, as for NDJSON.
 pub fn chat_text(rows: &[ChatRow], cursor: Option<&str>, path: &str, q: &QueryPairs) -> Response {
-    use std::fmt::Write as _;
-    let mut body = String::with_capacity(rows.len() * 96);
+    let mut body = String::with_capacity(rows.iter().map(|r| r.message.len() + 22).sum());
     let mut unreadable = 0usize;
+    // Each row's `message` is its log text (`Body::LogText`: `#channel login: text`), empty
+    // when the row had none (the store logged and counted it).
     for row in rows {
-        let Ok(m) = serde_json::from_str::<TextFields<'_>>(&row.message) else {
+        if row.message.is_empty() {
             unreadable += 1;
-            tracing::warn!(message_id = %row.message_id, "stored message JSON is not readable; left out of the text log");
             continue;
-        };
+        }
         let when = chrono::DateTime::from_timestamp_millis(row.sent_ts)
             .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
             .unwrap_or_default();
-        let me = if m.is_me { "/me " } else { "" };
-        let _ = writeln!(
-            body,
-            "[{when}] #{} {}: {me}{}",
-            m.room.name, m.user.name, m.text
-        );
+        for part in ["[", &when, "] ", &row.message, "\n"] {
+            body.push_str(part);
+        }
     }
     plain_text(
         body.into_bytes(),
@@ -365,17 +345,10 @@ mod tests {
     fn text_and_raw_formats() {
         let q = QueryPairs::parse("start=2024-01-10&end=2024-01-11&format=text");
         let rows = vec![
-            row(
-                1704848461000,
-                "a",
-                r#"{"text": "h\u00e9 \"q\"", "is_me": false, "room": {"name": "chan"}, "user": {"name": "bob", "display_name": "Bob"}}"#,
-            ),
-            row(
-                1704848462000,
-                "b",
-                r#"{"text": "waves", "is_me": true, "room": {"name": "chan"}, "user": {"name": "amy"}}"#,
-            ),
-            row(1704848463000, "c", "not json"),
+            row(1704848461000, "a", "#chan bob: h\u{e9} \"q\""),
+            row(1704848462000, "b", "#chan amy: /me waves"),
+            // A row the store could not read a log text from.
+            row(1704848463000, "c", ""),
         ];
         let r = chat_text(&rows, Some("next"), "/v1.0/1/chat", &q);
         assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");

@@ -119,6 +119,44 @@ pub fn build_chat_message(
     })
 }
 
+/// A PRIVMSG's channel, sender's login and message text (not yet split from a `/me`).
+fn privmsg_parts<'a>(msg: &Message<'a>) -> Result<(&'a str, &'a str, &'a str), RecordError> {
+    if msg.command() != "PRIVMSG" {
+        return Err(RecordError::WrongCommand {
+            expected: "PRIVMSG",
+            got: msg.command().to_owned(),
+        });
+    }
+    let channel = msg.channel().ok_or(RecordError::MissingChannel)?;
+    let login = msg.nick().ok_or(RecordError::MissingPrefix)?;
+    let body = msg.text().ok_or(RecordError::MissingText)?;
+    Ok((channel, login, body))
+}
+
+/// Appends what a human chat log shows of a stored PRIVMSG line: `#channel login: text`, or
+/// `#channel login: /me text` for an action. The same channel, login and text as the record
+/// [`build_chat_message`] makes of the line (its `room.name`, `user.name`, `text`, `is_me`),
+/// read without the tags.
+pub fn write_log_text(line: &str, out: &mut String) -> Result<(), RecordError> {
+    let msg = crate::irc::parse(line).map_err(|e| RecordError::Unparsable {
+        reason: e.to_string(),
+    })?;
+    let (channel, login, body) = privmsg_parts(&msg)?;
+    let (text, is_me) = strip_action(body);
+    for part in [
+        "#",
+        channel,
+        " ",
+        login,
+        ": ",
+        if is_me { "/me " } else { "" },
+        text,
+    ] {
+        out.push_str(part);
+    }
+    Ok(())
+}
+
 /// What a PRIVMSG line says, borrowed from it: the builder's and the renderer's common start.
 struct ChatLine<'a> {
     channel: &'a str,
@@ -134,15 +172,7 @@ impl<'a> ChatLine<'a> {
         msg: &Message<'a>,
         mut each: impl FnMut(&'a str, &'a str),
     ) -> Result<Self, RecordError> {
-        if msg.command() != "PRIVMSG" {
-            return Err(RecordError::WrongCommand {
-                expected: "PRIVMSG",
-                got: msg.command().to_owned(),
-            });
-        }
-        let channel = msg.channel().ok_or(RecordError::MissingChannel)?;
-        let login = msg.nick().ok_or(RecordError::MissingPrefix)?;
-        let body = msg.text().ok_or(RecordError::MissingText)?;
+        let (channel, login, body) = privmsg_parts(msg)?;
         let mut t = Known::default();
         for (key, raw) in msg.tags() {
             // By length first: one comparison of the key, not one per arm.

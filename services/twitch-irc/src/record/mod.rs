@@ -13,7 +13,7 @@ mod room;
 
 pub use chat::{
     build_chat_message, derived_message_id, parse_badges, parse_emotes, render_message_json,
-    strip_action, Derived,
+    strip_action, write_log_text, Derived,
 };
 pub use moderation::{build_moderation_event, line_digest};
 pub use room::RoomStates;

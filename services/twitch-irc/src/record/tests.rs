@@ -639,7 +639,7 @@ fn process_dispatches_every_fixture_line() {
 }
 
 #[test]
-fn every_fixture_chat_line_renders_its_record_json_from_the_line_alone() {
+fn every_fixture_chat_line_renders_its_record_json_and_log_text_from_the_line_alone() {
     let mut rooms = RoomStates::new();
     let mut j = tci_schemas::PyJson::default();
     let mut checked = 0;
@@ -653,6 +653,14 @@ fn every_fixture_chat_line_renders_its_record_json_from_the_line_alone() {
         let settings = tci_schemas::RoomSettings::encode(&m.room, m.broadcaster_id).unwrap();
         render_message_json(l, m.broadcaster_id, 7, &settings, &mut j).unwrap();
         assert_eq!(j.as_str(), m.to_spec_json(), "{l}");
+        let mut log = String::new();
+        write_log_text(l, &mut log).unwrap();
+        let me = if m.is_me { "/me " } else { "" };
+        assert_eq!(
+            log,
+            format!("#{} {}: {me}{}", m.room.name, m.user.name, m.text),
+            "{l}"
+        );
         checked += 1;
     }
     assert_eq!(checked, 14);

@@ -10,7 +10,7 @@
 /// Writes an object key known when compiling with [`Fixed::lit`]: `key!(w, "k")` writes
 /// `, "k": ` and `key!(w, first "k")` writes `"k": `, each in one copy of a literal of known
 /// length (written as the embedded form `\"k\": ` in an embedded document). The key must be
-/// printable ASCII without `"` or `\\`: what [`PyJson::key`] would write for it (the
+/// printable ASCII without `"` or `\`: what [`PyJson::key`] would write for it (the
 /// spec-sample and real-line tests compare whole documents).
 #[macro_export]
 macro_rules! key {
@@ -38,7 +38,7 @@ impl<const E: bool> Fixed<'_, E> {
         self.out.push_str(if E { embedded } else { plain });
     }
 
-    /// Appends text that is the same in both forms (no `"` or `\\`).
+    /// Appends text that is the same in both forms (no `"` or `\`).
     #[inline(always)]
     pub fn raw(&mut self, s: &'static str) {
         self.out.push_str(s);

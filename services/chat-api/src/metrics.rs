@@ -21,7 +21,8 @@ pub struct Metrics {
     pub page_queries: HistogramVec,
     /// `tci_chat_api_optout_filtered_total`: stored rows of opted-out chatters left out of pages.
     pub optout_filtered: IntCounter,
-    /// `tci_chat_api_render_failures_total`: stored rows served with an empty `message`.
+    /// `tci_chat_api_render_failures_total`: stored rows served with an empty `message` (json,
+    /// ndjson) or left out of a text log (`X-Unreadable-Messages`).
     pub render_failures: IntCounter,
 }
 
@@ -63,7 +64,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     ),
     render_failures: telemetry::counter(
         "tci_chat_api_render_failures_total",
-        "Stored chat rows served with an empty message because they have neither a message JSON nor a raw line that renders (written by something other than chat-ingestor); each is logged with its message id.",
+        "Stored chat rows served with an empty message (json, ndjson) or left out of a text log, because they have neither a message JSON nor a raw line that renders (written by something other than chat-ingestor); each is logged with its message id.",
     ),
     optout_filtered: telemetry::counter(
         "tci_chat_api_optout_filtered_total",

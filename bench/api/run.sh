@@ -10,7 +10,9 @@
 # 3. cql:  examples/cql_bench, 8 tasks, the same `execute_single_page` (same statement, values,
 #          page size, rows deserialized);
 #    (2 and 3 alternate, ROUNDS times, and each round gives the API/CQL ratios);
-# 4. walk: wrk following cursors through the 24,000 messages (information only);
+# 4. pinned: one more api and cql run with Cassandra alone on CPU 0 and the client side on the
+#    other CPUs, the production layout (information only; PIN=0 skips it);
+# 5. walk: wrk following cursors through the 24,000 messages (information only);
 # and prints p50/p99 of each round and the median round's API/CQL ratios.
 # Targets: API p99 <= 25 ms, p50 ratio <= 1.5, p99 ratio <= 2.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -23,6 +25,19 @@ if ! command -v wrk >/dev/null; then
   { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk; } >&2 \
     || { echo "wrk is required and could not be installed (apt-get install wrk)" >&2; exit 1; }
 fi
+
+# CPU affinity of every thread of a process.
+ALL_CPUS="0-$(($(nproc) - 1))"
+pin() { taskset -a -p -c "$2" "$1" >/dev/null; }
+CASS_PID=$(pgrep -f CassandraDaemon | head -n 1 || true)
+unpin() { if [ -n "$CASS_PID" ]; then pin "$CASS_PID" "$ALL_CPUS" || true; fi; }
+# Threads of Cassandra held to fewer CPUs than all (a shared-core round must not run so).
+pinned_threads() {
+  [ -n "$CASS_PID" ] || { echo 0; return; }
+  grep -h '^Cpus_allowed_list' /proc/"$CASS_PID"/task/*/status 2>/dev/null | grep -vc "[[:space:]]$ALL_CPUS\$" || true
+}
+unpin # an interrupted earlier run may have left it pinned
+[ "$(pinned_threads)" = 0 ] || { echo "cassandra (pid $CASS_PID) has threads held to some CPUs; unpin it first" >&2; exit 1; }
 
 build
 seed
@@ -57,6 +72,29 @@ for r in $(seq 1 "$ROUNDS"); do
   cql_rps=$(sed -E 's/.*"rps": ([0-9.]+).*/\1/' "$WORK/cql.$r.json")
   echo "$r $api50 $api99 $api_rps $cql50 $cql99 $cql_rps" >>"$WORK/rounds.txt"
 done
+# Dedicated cores (information, not a target): Cassandra's threads on CPU 0, the client side
+# (chat-api and wrk, or cql_bench) on the others, as in production where the database has
+# machines of its own. The shared-core rounds above also charge the API's CPU to Cassandra's
+# latency; this one shows the latency the API adds on top of a database that does not share
+# its cores. PIN=0 skips it; it needs a local Cassandra (dev/stack.sh), taskset and 2+ CPUs.
+pinned=""
+if [ "${PIN:-1}" = 1 ] && [ -n "$CASS_PID" ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  CLIENT_CPUS="1-$(($(nproc) - 1))"
+  trap 'unpin; stop_api' EXIT
+  pin "$CASS_PID" 0
+  pin "$API_PID" "$CLIENT_CPUS"
+  echo "== dedicated cores: cassandra on CPU 0, chat-api + wrk / cql_bench on CPU $CLIENT_CPUS (information)"
+  taskset -c "$CLIENT_CPUS" wrk -t2 -c"$CONCURRENCY" -d3s "$URL" >/dev/null
+  taskset -c "$CLIENT_CPUS" wrk -t2 -c"$CONCURRENCY" -d"${DURATION}s" --latency "$URL" | tee "$WORK/api.pinned.txt"
+  taskset -c "$CLIENT_CPUS" "$BIN/examples/cql_bench" --keyspace "$KEYSPACE" --broadcaster "$BROADCASTER" \
+    --bucket "$START_MS" --concurrency "$CONCURRENCY" --duration "$DURATION" | tee "$WORK/cql.pinned.json"
+  unpin
+  pin "$API_PID" "$ALL_CPUS"
+  trap stop_api EXIT
+  pinned="$(wrk_ms 50% <"$WORK/api.pinned.txt") $(wrk_ms 99% <"$WORK/api.pinned.txt") $(awk '/Requests\/sec/ {print $2}' "$WORK/api.pinned.txt")"
+  pinned="$pinned $(sed -E 's/.*"p50_ms": ([0-9.]+).*"p99_ms": ([0-9.]+).*/\1 \2/' "$WORK/cql.pinned.json") $(sed -E 's/.*"rps": ([0-9.]+).*/\1/' "$WORK/cql.pinned.json")"
+fi
+
 echo "== walk: wrk following cursors over all 12 buckets (information)"
 WALK_START=$(iso "$START_MS") WALK_END=$(iso $((START_MS + 12 * 300000 - 1))) \
   BASE="/v1.0/$BROADCASTER/chat" \
@@ -69,6 +107,11 @@ awk '{
   printf "%-7s %-26s %10s %10s %10s\n", $1, "api (first page)", $2, $3, $4;
   printf "%-7s %-26s %10s %10s %10s %11.2fx %11.2fx\n", "", "cql execute_single_page", $5, $6, $7, $2/$5, $3/$6 }' "$WORK/rounds.txt"
 printf '%-7s %-26s %10s %10s\n' "" "api (walking cursors)" "$walk50" "$walk99"
+if [ -n "$pinned" ]; then
+  echo "$pinned" | awk '{
+    printf "%-7s %-26s %10s %10s %10s\n", "pinned", "api (first page)", $1, $2, $3;
+    printf "%-7s %-26s %10s %10s %10s %11.2fx %11.2fx\n", "", "cql execute_single_page", $4, $5, $6, $1/$4, $2/$5 }'
+fi
 # Median round by each ratio; the API's own p99 target is judged on its worst round.
 median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 r50=$(awk '{printf "%.4f\n", $2/$5}' "$WORK/rounds.txt" | median)

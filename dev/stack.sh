@@ -19,6 +19,8 @@ STACK_DIR=${TCI_STACK_DIR:-$ROOT/.stack}
 DATA="$STACK_DIR/data"
 LOGS="$STACK_DIR/logs"
 RUN="$STACK_DIR/run"
+# The SASL_SSL listener's certificate (ca.pem: what clients trust), keystore and SCRAM user.
+KAFKA_TLS="$RUN/kafka-tls"
 
 # shellcheck source=stack/ports.env
 . "$HERE/ports.env"
@@ -32,6 +34,8 @@ say() { printf '[stack] %s\n' "$*" >&2; }
 # A configuration template with its @DATA@ and port placeholders filled in.
 fill() {
   sed -e "s|@DATA@|$DATA|g" -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" -e "s|@KAFKA_CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
+    -e "s|@KAFKA_SASL_SSL_PORT@|$KAFKA_SASL_SSL_PORT|g" -e "s|@KAFKA_TLS_DIR@|$KAFKA_TLS|g" \
+    -e "s|@KAFKA_KEYSTORE_PASSWORD@|$(cat "$KAFKA_TLS/keystore.password" 2>/dev/null)|g" \
     -e "s|@CASSANDRA_PORT@|$CASSANDRA_PORT|g" -e "s|@CASSANDRA_STORAGE_PORT@|$CASSANDRA_STORAGE_PORT|g" "$1"
 }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -129,11 +133,63 @@ launch() { # svc cmd... : run detached, in its own session, logs to LOGS/svc.log
 }
 
 # ---------------------------------------------------------------- kafka
+# TLS and SCRAM for the SASL_SSL listener, made once per stack folder: a self-signed certificate
+# for 127.0.0.1 (its PEM is the clients' CA file), a random keystore password, and a SCRAM user
+# with a random password (sasl.env: KAFKA_SASL_USER, KAFKA_SASL_PASSWORD).
+kafka_tls_material() {
+  if [ -f "$KAFKA_TLS/broker.p12" ] && [ -f "$KAFKA_TLS/ca.pem" ] && [ -f "$KAFKA_TLS/sasl.env" ]; then return 0; fi
+  command -v keytool >/dev/null || die "keytool (part of the JDK) is missing: it makes the SASL_SSL listener's certificate"
+  rm -rf "$KAFKA_TLS"; mkdir -p "$KAFKA_TLS"; chmod 700 "$KAFKA_TLS"
+  local pw; pw=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  keytool -genkeypair -alias broker -keyalg RSA -keysize 2048 -validity 3650 -dname "CN=127.0.0.1" \
+    -ext "SAN=IP:127.0.0.1,DNS:localhost" -keystore "$KAFKA_TLS/broker.p12" -storetype PKCS12 \
+    -storepass "$pw" -keypass "$pw" >>"$LOGS/kafka.log" 2>&1 || die "kafka: keytool could not make the certificate"
+  keytool -exportcert -rfc -alias broker -keystore "$KAFKA_TLS/broker.p12" -storepass "$pw" \
+    -file "$KAFKA_TLS/ca.pem" >>"$LOGS/kafka.log" 2>&1 || die "kafka: keytool could not export the certificate"
+  printf '%s' "$pw" >"$KAFKA_TLS/keystore.password"
+  printf 'KAFKA_SASL_USER=tci\nKAFKA_SASL_PASSWORD=%s\n' "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >"$KAFKA_TLS/sasl.env"
+}
+
+# The SCRAM user (created, or its password set again: the credentials live in Kafka's metadata
+# log, the password in sasl.env), then one login over SASL_SSL with Kafka's own client.
+kafka_scram_user() {
+  local jvm=("$@")
+  # shellcheck disable=SC1091
+  . "$KAFKA_TLS/sasl.env"
+  "${jvm[@]}" kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter \
+    --add-config "SCRAM-SHA-512=[password=$KAFKA_SASL_PASSWORD]" \
+    --entity-type users --entity-name "$KAFKA_SASL_USER" >>"$LOGS/kafka.log" 2>&1 \
+    || { tail -n 20 "$LOGS/kafka.log" >&2; die "kafka: could not create the SCRAM user"; }
+  wait_until kafka 60 kafka_sasl_ssl_ready
+  local client="$KAFKA_TLS/client.properties"
+  {
+    echo "security.protocol=SASL_SSL"
+    echo "sasl.mechanism=SCRAM-SHA-512"
+    echo "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"$KAFKA_SASL_USER\" password=\"$KAFKA_SASL_PASSWORD\";"
+    echo "ssl.truststore.type=PEM"
+    echo "ssl.truststore.location=$KAFKA_TLS/ca.pem"
+  } >"$client"
+  "${jvm[@]}" kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_SASL_SSL_PORT" \
+    --command-config "$client" --describe --entity-type users --entity-name "$KAFKA_SASL_USER" 2>&1 \
+    | grep -q "SCRAM credential configs for user-principal '$KAFKA_SASL_USER'" \
+    || die "kafka: no SCRAM login over SASL_SSL on port $KAFKA_SASL_SSL_PORT (see $LOGS/kafka.log)"
+}
+
+# The SASL_SSL listener answers with the stack's certificate (TLS handshake verified by ca.pem).
+kafka_sasl_ssl_ready() {
+  port_open "$KAFKA_SASL_SSL_PORT" || return 1
+  openssl s_client -connect "127.0.0.1:$KAFKA_SASL_SSL_PORT" -CAfile "$KAFKA_TLS/ca.pem" \
+    -verify_return_error -verify_ip 127.0.0.1 </dev/null >/dev/null 2>&1
+}
+
 start_kafka() {
   check_port_free kafka $KAFKA_PORT; check_port_free kafka-controller $KAFKA_CONTROLLER_PORT
+  check_port_free kafka-sasl-ssl $KAFKA_SASL_SSL_PORT
+  kafka_tls_material
   local cp conf="$RUN/kafka-server.properties"
   cp=$(cat "$(classpath_file kafka)")
   fill "$HERE/conf/kafka-server.properties" >"$conf"
+  chmod 600 "$conf"
   local jvm=(java -Xms512m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
              -Dlog4j2.configurationFile="$HERE/conf/kafka-log4j2.properties" -cp "$cp")
   if [ ! -f "$DATA/kafka/meta.properties" ]; then
@@ -145,6 +201,7 @@ start_kafka() {
   fi
   launch kafka "${jvm[@]}" kafka.Kafka "$conf"
   wait_until kafka 90 kafka_ready
+  kafka_scram_user "${jvm[@]}"
 }
 
 kafka_ready() {
@@ -286,7 +343,7 @@ cmd_status() {
 
 # Exit 0 when every server answers on its port, whoever started it (used by dev/test.sh).
 cmd_probe() {
-  kafka_ready && port_open $CASSANDRA_PORT && registry_ready
+  kafka_ready && kafka_sasl_ssl_ready && port_open $CASSANDRA_PORT && registry_ready
 }
 
 case "${1:-}" in

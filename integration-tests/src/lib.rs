@@ -6,7 +6,7 @@
 //! Endpoints come from the usual configuration layers (`TCI__KAFKA__BROKERS`, …), defaulting to
 //! the local stack.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use rdkafka::{
@@ -152,6 +152,49 @@ impl Drop for TestEnv {
             Err(_) => eprintln!("[{}] cleanup thread panicked", self.id),
         }
     }
+}
+
+/// The local stack's folder (`TCI_STACK_DIR`, else `<repo>/.stack`, as `dev/stack.sh` has it).
+pub fn stack_dir() -> PathBuf {
+    std::env::var_os("TCI_STACK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.stack"))
+}
+
+/// `kafka` pointed at the local stack's second listener: SASL_SSL with SCRAM-SHA-512, whose
+/// certificate, CA file and SCRAM user `dev/stack.sh` makes under `<stack>/run/kafka-tls/`.
+/// The same properties an operator sets for a managed cluster (`kafka.properties` and the
+/// `TCI__KAFKA__SASL_PASSWORD` secret).
+pub fn sasl_ssl(kafka: &config::KafkaConfig) -> anyhow::Result<config::KafkaConfig> {
+    let tls = stack_dir().join("run/kafka-tls");
+    let env = std::fs::read_to_string(tls.join("sasl.env")).with_context(|| {
+        format!(
+            "{}: no SCRAM user of the local stack; restart it (dev/stack.sh stop && dev/stack.sh start)",
+            tls.display()
+        )
+    })?;
+    let var = |name: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+            .map(str::to_owned)
+            .with_context(|| format!("{name} missing from {}", tls.join("sasl.env").display()))
+    };
+    let port = include_str!("../../dev/stack/ports.env")
+        .lines()
+        .find_map(|l| l.strip_prefix("KAFKA_SASL_SSL_PORT="))
+        .context("KAFKA_SASL_SSL_PORT missing from dev/stack/ports.env")?;
+    let mut k = kafka.clone();
+    k.brokers = format!("127.0.0.1:{}", port.trim());
+    for (key, value) in [
+        ("security.protocol", "SASL_SSL".to_owned()),
+        ("sasl.mechanism", "SCRAM-SHA-512".to_owned()),
+        ("sasl.username", var("KAFKA_SASL_USER")?),
+        ("ssl.ca.location", tls.join("ca.pem").display().to_string()),
+    ] {
+        k.properties.insert(key.to_owned(), value);
+    }
+    k.sasl_password = Some(var("KAFKA_SASL_PASSWORD")?.into());
+    Ok(k)
 }
 
 /// One record read back from a topic.

@@ -11,6 +11,7 @@ use rdkafka::{
     Message,
 };
 use tci_common::{
+    config::KafkaConfig,
     kafka,
     registry::{AvroCodec, RegistryAdmin, RegistryError},
 };
@@ -211,5 +212,63 @@ async fn registry_refuses_an_incompatible_schema_change() -> anyhow::Result<()> 
     }
     admin.register(&subject, &schema.to_string()).await?;
     assert!(admin.subjects().await?.contains(&subject));
+    Ok(())
+}
+
+/// Against a secured cluster (the stack's SASL_SSL listener), a wrong SASL password and a broker
+/// certificate that the CA file does not vouch for are refused, and the error says which, in
+/// well under a minute, instead of a bare timeout. The right settings then work (control).
+#[tokio::test]
+async fn kafka_refusals_over_sasl_ssl_name_their_cause() -> anyhow::Result<()> {
+    let mut env = TestEnv::new("sasl_refusals");
+    let good = integration_tests::sasl_ssl(&env.cfg.kafka)?;
+    let specs = kafka::topic_specs()?;
+    let topics = env.cfg.topics.clone();
+    let setup = |k: KafkaConfig| {
+        let (topics, specs) = (topics.clone(), specs.clone());
+        async move {
+            let t = std::time::Instant::now();
+            let r = tokio::time::timeout(
+                Duration::from_secs(50),
+                kafka::ensure_topics(&k, &topics, &specs, Some(1), Some(1)),
+            )
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within 50 s"))?;
+            anyhow::Ok((r.map(|_| ()).map_err(|e| format!("{e:#}")), t.elapsed()))
+        }
+    };
+
+    let mut wrong_password = good.clone();
+    wrong_password.sasl_password = Some("not-the-password".to_owned().into());
+    let (r, took) = setup(wrong_password).await?;
+    let e = r.expect_err("a wrong SASL password is refused");
+    eprintln!("wrong password, after {took:?}: {e}");
+    assert!(
+        e.contains(&good.brokers) && e.contains("SASL_SSL") && e.contains("Authentication failed"),
+        "the error names the brokers and the failed login: {e}"
+    );
+    assert!(took < Duration::from_secs(30), "refused after {took:?}");
+
+    let other_ca = "/etc/ssl/certs/ca-certificates.crt";
+    anyhow::ensure!(
+        std::path::Path::new(other_ca).exists(),
+        "{other_ca} missing (Debian package ca-certificates)"
+    );
+    let mut untrusted = good.clone();
+    untrusted
+        .properties
+        .insert("ssl.ca.location".into(), other_ca.into());
+    let (r, took) = setup(untrusted).await?;
+    let e = r.expect_err("a broker certificate outside the CA file is refused");
+    eprintln!("untrusted certificate, after {took:?}: {e}");
+    assert!(
+        e.contains(&good.brokers) && e.contains("certificate verify failed"),
+        "the error names the failed certificate check: {e}"
+    );
+    assert!(took < Duration::from_secs(30), "refused after {took:?}");
+
+    env.cfg.kafka = good.clone(); // the topics are deleted over SASL_SSL too
+    let (r, _) = setup(good).await?;
+    r.map_err(|e| anyhow::anyhow!("the right password and CA file work: {e}"))?;
     Ok(())
 }

@@ -3,7 +3,9 @@
 //! - Cassandra unreachable for 30 s (a TCP proxy that drops and refuses connections): same;
 //! - poison records are dead-lettered with their reason, the rest is written;
 //! - deleting partitions and backfilling their time range restores exactly those rows and leaves
-//!   the live group's committed offsets alone.
+//!   the live group's committed offsets alone;
+//! - against a secured Kafka (TLS + SCRAM-SHA-512, the stack's second listener): the same
+//!   exactly-once result, the commits included.
 //!
 //! The kill -9 test runs the built binary: `cargo build -p chat-ingestor` first (`make test`
 //! builds every binary before the integration tests).
@@ -370,6 +372,36 @@ impl Proxy {
     fn unblock(&self) {
         self.blocked.store(false, Ordering::SeqCst);
     }
+}
+
+/// A managed Kafka asks for TLS and SASL. Here every Kafka call of the test and of the service
+/// (creating the topics, producing, the consumer group, its commits, deleting the topics) goes
+/// to the stack's SASL_SSL listener: the broker's certificate checked against the stack's CA
+/// file (`ssl.ca.location`), the SCRAM-SHA-512 password from the secret (`sasl_password`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingests_over_sasl_ssl_with_scram_as_a_managed_cluster_asks() -> anyhow::Result<()> {
+    let mut env = TestEnv::new("ingest_sasl_ssl");
+    env.cfg.kafka = integration_tests::sasl_ssl(&env.cfg.kafka)?;
+    env.create_topics(3).await?;
+    let session = env.migrate().await?;
+    let ks = env.cfg.cassandra.keyspace.clone();
+    let feed = Feed::new(&env).await?;
+    let cfg = ingestor_config(&env);
+
+    let token = CancellationToken::new();
+    let app = App::build(cfg.clone(), token.clone()).await?;
+    let running = tokio::spawn(app.run());
+    let ids = feed.stream(0, 900, 900).await?;
+    assert_exactly(&session, &ks, &ids, Duration::from_secs(60)).await?;
+    token.cancel();
+    running.await??;
+    assert_eq!(
+        committed(&env, &cfg.ingest.group_id, &env.cfg.topics.chat, 3)?,
+        high_watermarks(&env, &env.cfg.topics.chat, 3)?,
+        "after shutdown the committed offsets are the high watermarks"
+    );
+    env.drop_keyspace(&session).await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

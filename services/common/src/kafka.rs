@@ -12,12 +12,12 @@ use rdkafka::{
         AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier,
         TopicReplication,
     },
-    client::DefaultClientContext,
-    config::ClientConfig,
+    client::{ClientContext, DefaultClientContext},
+    config::{ClientConfig, RDKafkaLogLevel},
     consumer::{Consumer, ConsumerContext, StreamConsumer},
     error::KafkaError,
     message::{Header, Message, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord},
+    producer::{BaseProducer, FutureProducer, FutureRecord, Producer},
     types::RDKafkaErrorCode,
 };
 use secrecy::ExposeSecret;
@@ -139,6 +139,102 @@ pub enum TopicAction {
     Updated,
 }
 
+/// A client context that keeps librdkafka's last global error besides logging it: a wrong SASL
+/// password, a broker certificate the CA file does not vouch for, an unreachable broker. These
+/// reach the client only as retried connection failures, so a call that then times out uses
+/// this to say why.
+#[derive(Debug, Default)]
+pub struct ErrorKeeper {
+    last: std::sync::Mutex<Option<String>>,
+}
+
+impl ErrorKeeper {
+    /// The last error's text, if any.
+    pub fn last(&self) -> Option<String> {
+        self.last.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// Keeps `text`, unless it is only "all brokers are down", which follows the cause (the
+    /// handshake or login that failed) and would hide it.
+    fn keep(&self, text: &str, generic: bool) {
+        if let Ok(mut last) = self.last.lock() {
+            if !(generic && last.is_some()) {
+                *last = Some(text.to_owned());
+            }
+        }
+    }
+}
+
+impl ClientContext for ErrorKeeper {
+    /// librdkafka's log lines, forwarded as [`DefaultClientContext`] does; a connection failure
+    /// (facility `FAIL`: refused, TLS handshake, SASL login) is also kept. Both arrive only when
+    /// the client is polled.
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        use RDKafkaLogLevel::*;
+        match level {
+            Emerg | Alert | Critical | Error => {
+                tracing::error!(target: "librdkafka", "librdkafka: {fac} {message}")
+            }
+            Warning => tracing::warn!(target: "librdkafka", "librdkafka: {fac} {message}"),
+            Notice | Info => tracing::info!(target: "librdkafka", "librdkafka: {fac} {message}"),
+            Debug => tracing::debug!(target: "librdkafka", "librdkafka: {fac} {message}"),
+        }
+        if fac == "FAIL" {
+            self.keep(message, message.contains("brokers are down"));
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::error!(target: "librdkafka", error = %error, reason, "kafka client error");
+        let generic = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown);
+        self.keep(reason, generic);
+    }
+}
+
+/// Only for its [`ClientContext`] part: the connection check of [`connected_admin`] sends nothing.
+impl rdkafka::producer::ProducerContext for ErrorKeeper {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+/// How long an admin call waits for the cluster's metadata before giving up.
+const ADMIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// An admin client, once a client with the same settings has read the cluster's metadata; else
+/// an error that names the brokers and why: librdkafka's last complaint (SASL authentication
+/// failed, certificate verify failed, connection refused) rather than a bare timeout. The check
+/// uses a producer because an admin client never serves librdkafka's log queue, where those
+/// complaints arrive.
+async fn connected_admin(cfg: &KafkaConfig) -> anyhow::Result<AdminClient<DefaultClientContext>> {
+    let probe: BaseProducer<ErrorKeeper> =
+        base_config(cfg).create_with_context(ErrorKeeper::default())?;
+    let (md, why) = tokio::task::spawn_blocking(move || {
+        let md = probe
+            .client()
+            .fetch_metadata(None, ADMIN_CONNECT_TIMEOUT)
+            .map(|_| ());
+        if md.is_err() {
+            // Serve the log lines queued meanwhile.
+            probe.poll(Duration::from_millis(200));
+        }
+        (md, probe.context().last())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("metadata task failed: {e}"))?;
+    if let Err(e) = md {
+        anyhow::bail!(
+            "cannot reach Kafka at {} (security.protocol {}): {}",
+            cfg.brokers,
+            cfg.properties
+                .get("security.protocol")
+                .map_or("PLAINTEXT", String::as_str),
+            why.unwrap_or_else(|| e.to_string())
+        );
+    }
+    Ok(base_config(cfg).create()?)
+}
+
 /// Creates missing topics, raises partition counts that are too low, and applies the configs of
 /// existing ones. Idempotent. `replication_factor` overrides the file's (clusters).
 pub async fn ensure_topics(
@@ -148,7 +244,7 @@ pub async fn ensure_topics(
     replication_factor: Option<i32>,
     partitions_override: Option<i32>,
 ) -> anyhow::Result<Vec<(String, TopicAction)>> {
-    let admin: AdminClient<DefaultClientContext> = base_config(cfg).create()?;
+    let admin = connected_admin(cfg).await?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let mut out = Vec::new();
     for spec in specs {
@@ -200,7 +296,7 @@ pub async fn ensure_topics(
 /// Deletes `topics`; a topic that does not exist is not an error. For tests and benchmarks that
 /// clean up after themselves.
 pub async fn delete_topics(cfg: &KafkaConfig, topics: &[&str]) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = base_config(cfg).create()?;
+    let admin = connected_admin(cfg).await?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for r in admin.delete_topics(topics, &opts).await? {
         match r {

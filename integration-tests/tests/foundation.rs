@@ -215,9 +215,16 @@ async fn registry_refuses_an_incompatible_schema_change() -> anyhow::Result<()> 
     Ok(())
 }
 
+fn wrong_password_cfg(good: &KafkaConfig) -> KafkaConfig {
+    let mut k = good.clone();
+    k.sasl_password = Some("not-the-password".to_owned().into());
+    k
+}
+
 /// Against a secured cluster (the stack's SASL_SSL listener), a wrong SASL password and a broker
 /// certificate that the CA file does not vouch for are refused, and the error says which, in
-/// well under a minute, instead of a bare timeout. The right settings then work (control).
+/// well under a minute, instead of a bare timeout; a consumer's readiness probe names the
+/// failed login too. The right settings then work (control).
 #[tokio::test]
 async fn kafka_refusals_over_sasl_ssl_name_their_cause() -> anyhow::Result<()> {
     let mut env = TestEnv::new("sasl_refusals");
@@ -238,9 +245,7 @@ async fn kafka_refusals_over_sasl_ssl_name_their_cause() -> anyhow::Result<()> {
         }
     };
 
-    let mut wrong_password = good.clone();
-    wrong_password.sasl_password = Some("not-the-password".to_owned().into());
-    let (r, took) = setup(wrong_password).await?;
+    let (r, took) = setup(wrong_password_cfg(&good)).await?;
     let e = r.expect_err("a wrong SASL password is refused");
     eprintln!("wrong password, after {took:?}: {e}");
     assert!(
@@ -254,6 +259,35 @@ async fn kafka_refusals_over_sasl_ssl_name_their_cause() -> anyhow::Result<()> {
         std::path::Path::new(other_ca).exists(),
         "{other_ca} missing (Debian package ca-certificates)"
     );
+    // A service's `/readyz` Kafka check says the same: its consumer (served by its stream, as
+    // in a service) keeps the failure that the metadata fetch alone does not tell.
+    let consumer: std::sync::Arc<StreamConsumer<kafka::ErrorKeeper>> =
+        std::sync::Arc::new(kafka::consumer(
+            &wrong_password_cfg(&good),
+            &env.group("probe"),
+            "it",
+            kafka::ErrorKeeper::default(),
+            &[],
+        )?);
+    consumer.subscribe(&[&env.cfg.topics.chat])?;
+    let served = consumer.clone();
+    let serving = tokio::spawn(async move {
+        let mut stream = served.stream();
+        while stream.next().await.is_some() {}
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let e = format!(
+        "{:#}",
+        kafka::probe(consumer.clone())
+            .await
+            .expect_err("the probe fails")
+    );
+    serving.abort();
+    assert!(
+        e.contains("last connection failure") && e.contains("Authentication failed"),
+        "the readiness probe names the failed login: {e}"
+    );
+
     let mut untrusted = good.clone();
     untrusted
         .properties

@@ -2,10 +2,10 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use rdkafka::consumer::{Consumer, DefaultConsumerContext, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use tci_common::{
     admin::{self, Readiness},
-    kafka,
+    kafka::{self, ErrorKeeper},
     registry::AvroCodec,
     retry::Backoff,
     Tasks,
@@ -28,7 +28,7 @@ pub struct App {
     readiness: Readiness,
     admin_addr: SocketAddr,
     admin: futures::future::BoxFuture<'static, anyhow::Result<()>>,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<ErrorKeeper>>,
     producer: rdkafka::producer::FutureProducer,
     codec: AvroCodec,
     owned: Arc<std::sync::atomic::AtomicUsize>,
@@ -60,11 +60,11 @@ impl App {
         {
             overrides.push(("group.instance.id", id));
         }
-        let consumer: StreamConsumer = kafka::consumer(
+        let consumer: StreamConsumer<ErrorKeeper> = kafka::consumer(
             &cfg.common.kafka,
             &cfg.channels.group_id,
             "chat-listener",
-            DefaultConsumerContext,
+            ErrorKeeper::default(),
             &overrides,
         )?;
         consumer.subscribe(&[&cfg.common.topics.live_streams])?;

@@ -19,7 +19,7 @@ use rdkafka::{
     consumer::{Consumer, StreamConsumer},
     Message, Offset, TopicPartitionList,
 };
-use tci_common::registry::AvroCodec;
+use tci_common::{kafka::ErrorKeeper, registry::AvroCodec};
 use tci_schemas::LiveStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -238,7 +238,7 @@ impl LiveSet {
 pub async fn run(
     cfg: ChannelsConfig,
     topic: String,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<ErrorKeeper>>,
     codec: AvroCodec,
     pool: mpsc::Sender<PoolCmd>,
     owned: Arc<std::sync::atomic::AtomicUsize>,
@@ -318,7 +318,7 @@ pub async fn run(
 /// Seeks `partitions` back to `now - ttl`. Returns the partitions to retry later (a partition
 /// just assigned may not accept a seek until its fetcher has started).
 async fn rewind(
-    consumer: &Arc<StreamConsumer>,
+    consumer: &Arc<StreamConsumer<ErrorKeeper>>,
     topic: &str,
     partitions: Vec<i32>,
     ttl: Duration,

@@ -154,6 +154,13 @@ impl ErrorKeeper {
         self.last.lock().ok().and_then(|l| l.clone())
     }
 
+    /// Forgets the last error (the client reached the cluster since).
+    pub fn clear(&self) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = None;
+        }
+    }
+
     /// Keeps `text`, unless it is only "all brokers are down", which follows the cause (the
     /// handshake or login that failed) and would hide it.
     fn keep(&self, text: &str, generic: bool) {
@@ -190,6 +197,20 @@ impl ClientContext for ErrorKeeper {
         self.keep(reason, generic);
     }
 }
+
+/// A client context with an [`ErrorKeeper`]: [`probe`] names the last connection failure.
+pub trait KeepsErrors {
+    fn errors(&self) -> &ErrorKeeper;
+}
+
+impl KeepsErrors for ErrorKeeper {
+    fn errors(&self) -> &ErrorKeeper {
+        self
+    }
+}
+
+/// A consumer that needs nothing but the kept errors (no rebalance work).
+impl ConsumerContext for ErrorKeeper {}
 
 /// Only for its [`ClientContext`] part: the connection check of [`connected_admin`] sends nothing.
 impl rdkafka::producer::ProducerContext for ErrorKeeper {
@@ -382,15 +403,28 @@ impl DeadLetter {
 
 /// A `/readyz` check for [`crate::admin::watch`]: fetches cluster metadata through `consumer`
 /// off the async threads (librdkafka's call blocks).
-pub async fn probe<C: ConsumerContext + 'static>(
+/// A failure names the consumer's last connection failure (a refused login, a certificate not
+/// trusted), which librdkafka reports only in its log.
+pub async fn probe<C: ConsumerContext + KeepsErrors + 'static>(
     consumer: std::sync::Arc<StreamConsumer<C>>,
 ) -> anyhow::Result<String> {
-    let md =
-        tokio::task::spawn_blocking(move || consumer.fetch_metadata(None, Duration::from_secs(3)))
-            .await
-            .map_err(|e| anyhow::anyhow!("probe task failed: {e}"))?
-            .map_err(|e| anyhow::anyhow!("metadata fetch failed: {e}"))?;
-    Ok(format!("{} broker(s)", md.brokers().len()))
+    let c = consumer.clone();
+    let md = tokio::task::spawn_blocking(move || c.fetch_metadata(None, Duration::from_secs(3)))
+        .await
+        .map_err(|e| anyhow::anyhow!("probe task failed: {e}"))?;
+    let errors = consumer.context().errors();
+    match md {
+        Ok(md) => {
+            errors.clear();
+            Ok(format!("{} broker(s)", md.brokers().len()))
+        }
+        Err(e) => Err(match errors.last() {
+            Some(why) => {
+                anyhow::anyhow!("metadata fetch failed: {e}; last connection failure: {why}")
+            }
+            None => anyhow::anyhow!("metadata fetch failed: {e}"),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::{
 };
 
 use rdkafka::{
+    config::RDKafkaLogLevel,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
     error::{KafkaError, KafkaResult},
     types::RDKafkaErrorCode,
@@ -23,6 +24,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, info, warn};
 
 use super::{Counts, Observer, Settings, Sink, SinkError, Ticket, Tracker};
+use crate::kafka::{ErrorKeeper, KeepsErrors};
 
 /// Records of one batch, in read order, and their tickets.
 pub(super) struct Batch<R> {
@@ -258,18 +260,37 @@ pub(super) fn commit<C: ConsumerContext, K: Consumer<C>>(c: &K) {
     }
 }
 
-/// The Kafka consumer's context: drains on revocation, counts commits, reports lag.
+/// The Kafka consumer's context: drains on revocation, counts commits, reports lag, and keeps
+/// the last connection failure for `/readyz` ([`ErrorKeeper`]).
 pub struct Context<R: Send + Sync + 'static> {
     shared: Arc<Shared<R>>,
+    errors: ErrorKeeper,
 }
 
 impl<R: Send + Sync + 'static> Context<R> {
     pub(super) fn new(shared: Arc<Shared<R>>) -> Self {
-        Self { shared }
+        Self {
+            shared,
+            errors: ErrorKeeper::default(),
+        }
+    }
+}
+
+impl<R: Send + Sync + 'static> KeepsErrors for Context<R> {
+    fn errors(&self) -> &ErrorKeeper {
+        &self.errors
     }
 }
 
 impl<R: Send + Sync + 'static> ClientContext for Context<R> {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.errors.log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.errors.error(error, reason);
+    }
+
     fn stats(&self, stats: Statistics) {
         for (name, topic) in &stats.topics {
             for (p, part) in &topic.partitions {

@@ -19,6 +19,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONCURRENCY=${CONCURRENCY:-8}
+WRK_THREADS=$((CONCURRENCY < 2 ? CONCURRENCY : 2)) # wrk needs a connection per thread
 if ! command -v wrk >/dev/null; then
   echo "installing wrk (Debian package) ..." >&2
   SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
@@ -54,14 +55,14 @@ wrk_ms() { # wrk latency line value → ms
 }
 
 echo "== warm-up (3 s)"
-wrk -t2 -c"$CONCURRENCY" -d3s "$URL" >/dev/null
+wrk -t"$WRK_THREADS" -c"$CONCURRENCY" -d3s "$URL" >/dev/null
 # Rounds alternate the two sides (api, cql, api, cql, ...) so that both see the same drift of
 # a shared, noisy machine (Cassandra's compactions, the JIT, neighbours); each round gives a
 # ratio, and the median round is the result.
 : >"$WORK/rounds.txt"
 for r in $(seq 1 "$ROUNDS"); do
-  echo "== round $r/$ROUNDS api: wrk -t2 -c$CONCURRENCY -d${DURATION}s --latency"
-  wrk -t2 -c"$CONCURRENCY" -d"${DURATION}s" --latency "$URL" | tee "$WORK/api.$r.txt"
+  echo "== round $r/$ROUNDS api: wrk -t$WRK_THREADS -c$CONCURRENCY -d${DURATION}s --latency"
+  wrk -t"$WRK_THREADS" -c"$CONCURRENCY" -d"${DURATION}s" --latency "$URL" | tee "$WORK/api.$r.txt"
   echo "== round $r/$ROUNDS cql: cql_bench --concurrency $CONCURRENCY --duration $DURATION"
   "$BIN/examples/cql_bench" --keyspace "$KEYSPACE" --broadcaster "$BROADCASTER" --bucket "$START_MS" \
     --concurrency "$CONCURRENCY" --duration "$DURATION" | tee "$WORK/cql.$r.json"
@@ -84,8 +85,8 @@ if [ "${PIN:-1}" = 1 ] && [ -n "$CASS_PID" ] && command -v taskset >/dev/null &&
   pin "$CASS_PID" 0
   pin "$API_PID" "$CLIENT_CPUS"
   echo "== dedicated cores: cassandra on CPU 0, chat-api + wrk / cql_bench on CPU $CLIENT_CPUS (information)"
-  taskset -c "$CLIENT_CPUS" wrk -t2 -c"$CONCURRENCY" -d3s "$URL" >/dev/null
-  taskset -c "$CLIENT_CPUS" wrk -t2 -c"$CONCURRENCY" -d"${DURATION}s" --latency "$URL" | tee "$WORK/api.pinned.txt"
+  taskset -c "$CLIENT_CPUS" wrk -t"$WRK_THREADS" -c"$CONCURRENCY" -d3s "$URL" >/dev/null
+  taskset -c "$CLIENT_CPUS" wrk -t"$WRK_THREADS" -c"$CONCURRENCY" -d"${DURATION}s" --latency "$URL" | tee "$WORK/api.pinned.txt"
   taskset -c "$CLIENT_CPUS" "$BIN/examples/cql_bench" --keyspace "$KEYSPACE" --broadcaster "$BROADCASTER" \
     --bucket "$START_MS" --concurrency "$CONCURRENCY" --duration "$DURATION" | tee "$WORK/cql.pinned.json"
   unpin
@@ -98,7 +99,7 @@ fi
 echo "== walk: wrk following cursors over all 12 buckets (information)"
 WALK_START=$(iso "$START_MS") WALK_END=$(iso $((START_MS + 12 * 300000 - 1))) \
   BASE="/v1.0/$BROADCASTER/chat" \
-  wrk -t2 -c"$CONCURRENCY" -d"${DURATION}s" --latency -s "$(dirname "${BASH_SOURCE[0]}")/walk.lua" "http://$API_ADDR" | tee "$WORK/walk.txt"
+  wrk -t"$WRK_THREADS" -c"$CONCURRENCY" -d"${DURATION}s" --latency -s "$(dirname "${BASH_SOURCE[0]}")/walk.lua" "http://$API_ADDR" | tee "$WORK/walk.txt"
 walk50=$(wrk_ms 50% <"$WORK/walk.txt"); walk99=$(wrk_ms 99% <"$WORK/walk.txt")
 
 echo

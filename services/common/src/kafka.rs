@@ -146,6 +146,9 @@ pub enum TopicAction {
 #[derive(Debug, Default)]
 pub struct ErrorKeeper {
     last: std::sync::Mutex<Option<String>>,
+    /// The cluster refused this client for good: a failed SASL login or TLS handshake (retrying
+    /// with the same settings cannot help).
+    refused: std::sync::atomic::AtomicBool,
 }
 
 impl ErrorKeeper {
@@ -154,8 +157,15 @@ impl ErrorKeeper {
         self.last.lock().ok().and_then(|l| l.clone())
     }
 
+    /// Whether the cluster refused the client's login or TLS handshake (see [`Self::error`]).
+    pub fn refused(&self) -> bool {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Forgets the last error (the client reached the cluster since).
     pub fn clear(&self) {
+        self.refused
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut last) = self.last.lock() {
             *last = None;
         }
@@ -193,8 +203,15 @@ impl ClientContext for ErrorKeeper {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::error!(target: "librdkafka", error = %error, reason, "kafka client error");
-        let generic = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown);
-        self.keep(reason, generic);
+        let code = error.rdkafka_error_code();
+        if matches!(
+            code,
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)
+        ) {
+            self.refused
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.keep(reason, code == Some(RDKafkaErrorCode::AllBrokersDown));
     }
 }
 
@@ -219,7 +236,8 @@ impl rdkafka::producer::ProducerContext for ErrorKeeper {
     fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
 }
 
-/// How long an admin call waits for the cluster's metadata before giving up.
+/// How long an admin call waits for the cluster's metadata before giving up (a refused login or
+/// TLS handshake ends the wait at once).
 const ADMIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// An admin client, once a client with the same settings has read the cluster's metadata; else
@@ -231,15 +249,23 @@ async fn connected_admin(cfg: &KafkaConfig) -> anyhow::Result<AdminClient<Defaul
     let probe: BaseProducer<ErrorKeeper> =
         base_config(cfg).create_with_context(ErrorKeeper::default())?;
     let (md, why) = tokio::task::spawn_blocking(move || {
-        let md = probe
-            .client()
-            .fetch_metadata(None, ADMIN_CONNECT_TIMEOUT)
-            .map(|_| ());
-        if md.is_err() {
-            // Serve the log lines queued meanwhile.
-            probe.poll(Duration::from_millis(200));
+        let deadline = std::time::Instant::now() + ADMIN_CONNECT_TIMEOUT;
+        loop {
+            let md = probe
+                .client()
+                .fetch_metadata(None, Duration::from_secs(1))
+                .map(|_| ());
+            if md.is_ok() {
+                return (md, None);
+            }
+            // Serve the error events and log lines queued meanwhile; stop early when the
+            // cluster refused the login or the handshake.
+            probe.poll(Duration::from_millis(100));
+            let keeper = probe.context();
+            if keeper.refused() || std::time::Instant::now() >= deadline {
+                return (md, keeper.last());
+            }
         }
-        (md, probe.context().last())
     })
     .await
     .map_err(|e| anyhow::anyhow!("metadata task failed: {e}"))?;

@@ -54,31 +54,32 @@ wrk_ms() { # wrk latency line value → ms
   awk -v p="$1" '$1==p {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}'
 }
 
+# One api run and one cql run, each after the command prefix given (none, or a taskset), as
+# one line of $WORK/rounds.txt: label, api p50 p99 req/s, cql p50 p99 req/s.
+pair() {
+  local label=$1; shift
+  echo "== $label api: wrk -t$WRK_THREADS -c$CONCURRENCY -d${DURATION}s --latency"
+  "$@" wrk -t"$WRK_THREADS" -c"$CONCURRENCY" -d"${DURATION}s" --latency "$URL" | tee "$WORK/api.$label.txt"
+  echo "== $label cql: cql_bench --concurrency $CONCURRENCY --duration $DURATION"
+  "$@" "$BIN/examples/cql_bench" --keyspace "$KEYSPACE" --broadcaster "$BROADCASTER" --bucket "$START_MS" \
+    --concurrency "$CONCURRENCY" --duration "$DURATION" | tee "$WORK/cql.$label.json"
+  local w="$WORK/api.$label.txt" j="$WORK/cql.$label.json" cql
+  cql=$(sed -E 's/.*"rps": ([0-9.]+).*"p50_ms": ([0-9.]+).*"p99_ms": ([0-9.]+).*/\2 \3 \1/' "$j")
+  echo "$label $(wrk_ms 50% <"$w") $(wrk_ms 99% <"$w") $(awk '/Requests\/sec/ {print $2}' "$w") $cql" >>"$WORK/rounds.txt"
+}
+
 echo "== warm-up (3 s)"
 wrk -t"$WRK_THREADS" -c"$CONCURRENCY" -d3s "$URL" >/dev/null
 # Rounds alternate the two sides (api, cql, api, cql, ...) so that both see the same drift of
 # a shared, noisy machine (Cassandra's compactions, the JIT, neighbours); each round gives a
 # ratio, and the median round is the result.
 : >"$WORK/rounds.txt"
-for r in $(seq 1 "$ROUNDS"); do
-  echo "== round $r/$ROUNDS api: wrk -t$WRK_THREADS -c$CONCURRENCY -d${DURATION}s --latency"
-  wrk -t"$WRK_THREADS" -c"$CONCURRENCY" -d"${DURATION}s" --latency "$URL" | tee "$WORK/api.$r.txt"
-  echo "== round $r/$ROUNDS cql: cql_bench --concurrency $CONCURRENCY --duration $DURATION"
-  "$BIN/examples/cql_bench" --keyspace "$KEYSPACE" --broadcaster "$BROADCASTER" --bucket "$START_MS" \
-    --concurrency "$CONCURRENCY" --duration "$DURATION" | tee "$WORK/cql.$r.json"
-  api50=$(wrk_ms 50% <"$WORK/api.$r.txt"); api99=$(wrk_ms 99% <"$WORK/api.$r.txt")
-  cql50=$(sed -E 's/.*"p50_ms": ([0-9.]+).*/\1/' "$WORK/cql.$r.json")
-  cql99=$(sed -E 's/.*"p99_ms": ([0-9.]+).*/\1/' "$WORK/cql.$r.json")
-  api_rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/api.$r.txt")
-  cql_rps=$(sed -E 's/.*"rps": ([0-9.]+).*/\1/' "$WORK/cql.$r.json")
-  echo "$r $api50 $api99 $api_rps $cql50 $cql99 $cql_rps" >>"$WORK/rounds.txt"
-done
+for r in $(seq 1 "$ROUNDS"); do pair "$r"; done
 # Dedicated cores (information, not a target): Cassandra's threads on CPU 0, the client side
 # (chat-api and wrk, or cql_bench) on the others, as in production where the database has
 # machines of its own. The shared-core rounds above also charge the API's CPU to Cassandra's
 # latency; this one shows the latency the API adds on top of a database that does not share
 # its cores. PIN=0 skips it; it needs a local Cassandra (dev/stack.sh), taskset and 2+ CPUs.
-pinned=""
 if [ "${PIN:-1}" = 1 ] && [ -n "$CASS_PID" ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
   CLIENT_CPUS="1-$(($(nproc) - 1))"
   trap 'unpin; stop_api' EXIT
@@ -86,14 +87,10 @@ if [ "${PIN:-1}" = 1 ] && [ -n "$CASS_PID" ] && command -v taskset >/dev/null &&
   pin "$API_PID" "$CLIENT_CPUS"
   echo "== dedicated cores: cassandra on CPU 0, chat-api + wrk / cql_bench on CPU $CLIENT_CPUS (information)"
   taskset -c "$CLIENT_CPUS" wrk -t"$WRK_THREADS" -c"$CONCURRENCY" -d3s "$URL" >/dev/null
-  taskset -c "$CLIENT_CPUS" wrk -t"$WRK_THREADS" -c"$CONCURRENCY" -d"${DURATION}s" --latency "$URL" | tee "$WORK/api.pinned.txt"
-  taskset -c "$CLIENT_CPUS" "$BIN/examples/cql_bench" --keyspace "$KEYSPACE" --broadcaster "$BROADCASTER" \
-    --bucket "$START_MS" --concurrency "$CONCURRENCY" --duration "$DURATION" | tee "$WORK/cql.pinned.json"
+  pair pinned taskset -c "$CLIENT_CPUS"
   unpin
   pin "$API_PID" "$ALL_CPUS"
   trap stop_api EXIT
-  pinned="$(wrk_ms 50% <"$WORK/api.pinned.txt") $(wrk_ms 99% <"$WORK/api.pinned.txt") $(awk '/Requests\/sec/ {print $2}' "$WORK/api.pinned.txt")"
-  pinned="$pinned $(sed -E 's/.*"p50_ms": ([0-9.]+).*"p99_ms": ([0-9.]+).*/\1 \2/' "$WORK/cql.pinned.json") $(sed -E 's/.*"rps": ([0-9.]+).*/\1/' "$WORK/cql.pinned.json")"
 fi
 
 echo "== walk: wrk following cursors over all 12 buckets (information)"
@@ -108,16 +105,13 @@ awk '{
   printf "%-7s %-26s %10s %10s %10s\n", $1, "api (first page)", $2, $3, $4;
   printf "%-7s %-26s %10s %10s %10s %11.2fx %11.2fx\n", "", "cql execute_single_page", $5, $6, $7, $2/$5, $3/$6 }' "$WORK/rounds.txt"
 printf '%-7s %-26s %10s %10s\n' "" "api (walking cursors)" "$walk50" "$walk99"
-if [ -n "$pinned" ]; then
-  echo "$pinned" | awk '{
-    printf "%-7s %-26s %10s %10s %10s\n", "pinned", "api (first page)", $1, $2, $3;
-    printf "%-7s %-26s %10s %10s %10s %11.2fx %11.2fx\n", "", "cql execute_single_page", $4, $5, $6, $1/$4, $2/$5 }'
-fi
-# Median round by each ratio; the API's own p99 target is judged on its worst round.
+# Median shared-core round by each ratio (the pinned pair is information); the API's own p99
+# target is judged on its worst round.
 median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
-r50=$(awk '{printf "%.4f\n", $2/$5}' "$WORK/rounds.txt" | median)
-r99=$(awk '{printf "%.4f\n", $3/$6}' "$WORK/rounds.txt" | median)
-worst99=$(awk '$3>m {m=$3} END {print m}' "$WORK/rounds.txt")
+shared() { awk '$1 ~ /^[0-9]+$/' "$WORK/rounds.txt"; }
+r50=$(shared | awk '{printf "%.4f\n", $2/$5}' | median)
+r99=$(shared | awk '{printf "%.4f\n", $3/$6}' | median)
+worst99=$(shared | awk '$3>m {m=$3} END {print m}')
 awk -v a="$r50" -v b="$r99" -v n="$ROUNDS" -v w="$worst99" 'BEGIN {
   printf "ratio api/cql, median of %d rounds: p50 %.2fx (target <= 1.5x: %s), p99 %.2fx (target <= 2x: %s)\n", n, a, (a <= 1.5 ? "PASS" : "FAIL"), b, (b <= 2 ? "PASS" : "FAIL");
   printf "api p99, worst round %s ms: %s (target <= 25 ms)\n", w, (w <= 25 ? "PASS" : "FAIL") }'

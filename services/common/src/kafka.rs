@@ -171,47 +171,36 @@ impl ErrorKeeper {
         }
     }
 
-    /// Keeps `text`, unless it is only "all brokers are down", which follows the cause (the
-    /// handshake or login that failed) and would hide it.
-    fn keep(&self, text: &str, generic: bool) {
+    fn keep(&self, text: &str) {
         if let Ok(mut last) = self.last.lock() {
-            if !(generic && last.is_some()) {
-                *last = Some(text.to_owned());
-            }
+            *last = Some(text.to_owned());
         }
     }
 }
 
 impl ClientContext for ErrorKeeper {
-    /// librdkafka's log lines, forwarded as [`DefaultClientContext`] does; a connection failure
-    /// (facility `FAIL`: refused, TLS handshake, SASL login) is also kept. Both arrive only when
-    /// the client is polled.
+    /// librdkafka's log lines, logged as [`DefaultClientContext`] logs them; a connection
+    /// failure (facility `FAIL`: refused, TLS handshake, SASL login) is also kept. Log lines
+    /// and errors both arrive only when the client is polled.
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        use RDKafkaLogLevel::*;
-        match level {
-            Emerg | Alert | Critical | Error => {
-                tracing::error!(target: "librdkafka", "librdkafka: {fac} {message}")
-            }
-            Warning => tracing::warn!(target: "librdkafka", "librdkafka: {fac} {message}"),
-            Notice | Info => tracing::info!(target: "librdkafka", "librdkafka: {fac} {message}"),
-            Debug => tracing::debug!(target: "librdkafka", "librdkafka: {fac} {message}"),
-        }
+        DefaultClientContext.log(level, fac, message);
         if fac == "FAIL" {
-            self.keep(message, message.contains("brokers are down"));
+            self.keep(message);
         }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::error!(target: "librdkafka", error = %error, reason, "kafka client error");
-        let code = error.rdkafka_error_code();
-        if matches!(
-            code,
-            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)
-        ) {
-            self.refused
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+        match error.rdkafka_error_code() {
+            // It follows the cause (a FAIL line) and would hide it.
+            Some(RDKafkaErrorCode::AllBrokersDown) => {}
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL) => {
+                self.refused
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                self.keep(reason);
+            }
+            _ => self.keep(reason),
         }
-        self.keep(reason, code == Some(RDKafkaErrorCode::AllBrokersDown));
+        DefaultClientContext.error(error, reason);
     }
 }
 

@@ -1,7 +1,7 @@
 //! A chat row as read back, and its body: the stored `message` JSON, or that JSON rendered from
 //! the raw line and room state (storage v3), or the raw line.
 
-use tci_irc::record::{render_message_json, write_log_text, RecordError};
+use tci_irc::record::{push_log_text, render_message_json, write_log_text, RecordError};
 use tci_schemas::PyJson;
 
 use crate::cql::Body;
@@ -138,10 +138,7 @@ impl StoredChatRef<'_> {
             (None, Some(json)) => {
                 let m: LogFields<'_> =
                     serde_json::from_str(json).map_err(|e| BodyError::Json(e.to_string()))?;
-                let me = if m.is_me { "/me " } else { "" };
-                for part in ["#", &m.room.name, " ", &m.user.name, ": ", me, &m.text] {
-                    out.push_str(part);
-                }
+                push_log_text(&mut out, &m.room.name, &m.user.name, &m.text, m.is_me);
             }
             (None, None) => return Err(BodyError::Missing),
         }

@@ -143,6 +143,13 @@ pub fn write_log_text(line: &str, out: &mut String) -> Result<(), RecordError> {
     })?;
     let (channel, login, body) = privmsg_parts(&msg)?;
     let (text, is_me) = strip_action(body);
+    push_log_text(out, channel, login, text, is_me);
+    Ok(())
+}
+
+/// Appends a chat log's text of one message: `#channel login: text`, or
+/// `#channel login: /me text` for an action.
+pub fn push_log_text(out: &mut String, channel: &str, login: &str, text: &str, is_me: bool) {
     for part in [
         "#",
         channel,
@@ -154,7 +161,6 @@ pub fn write_log_text(line: &str, out: &mut String) -> Result<(), RecordError> {
     ] {
         out.push_str(part);
     }
-    Ok(())
 }
 
 /// What a PRIVMSG line says, borrowed from it: the builder's and the renderer's common start.
@@ -552,12 +558,7 @@ pub fn parse_emotes(raw: &str) -> Result<Vec<Emote>, RecordError> {
 /// may contain `/` too (`80481_/3:7-14`), so a piece without `:` belongs to the next piece.
 fn emote_groups(raw: &str) -> impl Iterator<Item = &str> {
     let mut start = 0;
-    let mut pieces = raw
-        .bytes()
-        .enumerate()
-        .filter(|&(_, b)| b == b'/')
-        .map(|(i, _)| i)
-        .chain([raw.len()]);
+    let mut pieces = memchr::memchr_iter(b'/', raw.as_bytes()).chain([raw.len()]);
     std::iter::from_fn(move || loop {
         let end = pieces.next()?;
         let group = &raw[start..end];

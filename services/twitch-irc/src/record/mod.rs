@@ -12,8 +12,8 @@ mod moderation;
 mod room;
 
 pub use chat::{
-    build_chat_message, derived_message_id, parse_badges, parse_emotes, render_message_json,
-    strip_action, write_log_text, Derived,
+    build_chat_message, derived_message_id, parse_badges, parse_emotes, push_log_text,
+    render_message_json, strip_action, write_log_text, Derived,
 };
 pub use moderation::{build_moderation_event, line_digest};
 pub use room::RoomStates;

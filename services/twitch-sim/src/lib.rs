@@ -239,6 +239,13 @@ impl SimHandle {
         self.shared.helix.fail_next(n)
     }
 
+    /// Makes the next `n` Helix stream requests find the rate-limit bucket empty (a neighbour
+    /// with the same client id took every point): each is answered 429 with a real
+    /// `Ratelimit-Reset`.
+    pub fn empty_helix_bucket(&self, n: u64) {
+        self.shared.helix.empty_next(n)
+    }
+
     /// Invalidates every issued Helix token.
     pub fn expire_tokens(&self) -> usize {
         self.shared.helix.expire_all()

@@ -319,6 +319,42 @@ async fn injected_failures_then_recovery() {
 }
 
 #[tokio::test]
+async fn an_emptied_bucket_is_429_until_it_refills() {
+    // 10 points refilling completely in 1 s: one point every 100 ms.
+    let sim = Sim::start(SimConfig {
+        channels: 10,
+        ratelimit_bucket: 10,
+        ratelimit_refill: Duration::from_secs(1),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let (http, base) = (Client::new(), sim.helix_url());
+    let tok = token(&http, &base).await;
+    let r = streams(&http, &base, &tok, "").await;
+    assert_eq!(header(&r, "ratelimit-remaining"), 9);
+    let r = http
+        .post(format!("{base}/sim/helix/empty-bucket?count=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = streams(&http, &base, &tok, "").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&r, "ratelimit-remaining"), 0);
+    let now = chrono::Utc::now().timestamp() as u64;
+    assert!(
+        (now..=now + 2).contains(&header(&r, "ratelimit-reset")),
+        "an empty bucket refilling in 1 s resets within a second or two of {now}"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let r = streams(&http, &base, &tok, "").await;
+    assert_eq!(r.status(), StatusCode::OK, "refilled from zero");
+    assert!(header(&r, "ratelimit-remaining") <= 2);
+    sim.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn admin_live_churn_and_pause() {
     let sim = Sim::start(SimConfig {
         channels: 200,

@@ -46,6 +46,7 @@ pub(crate) struct HelixState {
     tokens: Mutex<HashMap<String, TokenInfo>>,
     buckets: Mutex<HashMap<String, Bucket>>,
     fail_next: AtomicU64,
+    empty_next: AtomicU64,
 }
 
 fn unix_now() -> u64 {
@@ -64,6 +65,7 @@ impl HelixState {
             tokens: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
             fail_next: AtomicU64::new(0),
+            empty_next: AtomicU64::new(0),
         }
     }
 
@@ -138,6 +140,9 @@ impl HelixState {
             at: now,
         });
         self.refill(b, now);
+        if take_one(&self.empty_next) {
+            b.points = 0.0;
+        }
         if b.points >= 1.0 {
             b.points -= 1.0;
             Ok(self.info(b))
@@ -170,10 +175,22 @@ impl HelixState {
 
     /// Consumes one injected failure, if any is pending.
     pub(crate) fn take_failure(&self) -> bool {
-        self.fail_next
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
+        take_one(&self.fail_next)
     }
+
+    /// Makes the next `n` stream requests find their bucket empty, as if a neighbour with the
+    /// same client id had just taken every point: each is answered 429 with the real
+    /// `Ratelimit-Reset` of an empty bucket, and the bucket refills from zero.
+    pub(crate) fn empty_next(&self, n: u64) {
+        self.empty_next.store(n, Ordering::SeqCst);
+    }
+}
+
+/// Consumes one of `pending`'s injections, if any is left.
+fn take_one(pending: &AtomicU64) -> bool {
+    pending
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -207,5 +224,27 @@ mod tests {
         assert_eq!(s.check(&t, "c"), TokenCheck::Invalid);
         s.fail_next(2);
         assert!(s.take_failure() && s.take_failure() && !s.take_failure());
+    }
+
+    #[test]
+    fn an_emptied_bucket_answers_429_with_a_real_reset_then_refills() {
+        // 4 points, refilling completely in 2 s: 2 points per second.
+        let s = HelixState::new(4, Duration::from_secs(2), Duration::from_secs(60));
+        assert_eq!(s.take("c").unwrap().remaining, 3);
+        s.empty_next(1);
+        let refused = s.take("c").unwrap_err();
+        assert_eq!(refused.remaining, 0);
+        let now = unix_now();
+        assert!(
+            (now + 1..=now + 2).contains(&refused.reset),
+            "an empty bucket of 4 at 2/s is full again in 2 s: {refused:?} at {now}"
+        );
+        assert!(s.take("c").is_err(), "still empty right after");
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(
+            s.take("c").unwrap().remaining,
+            0,
+            "one point refilled, taken"
+        );
     }
 }

@@ -187,6 +187,14 @@ pub(crate) fn routes(
             s.helix.fail_next(q.count);
             ok(json!({"fail_next": q.count}))
         });
+    let empty = warp::path!("sim" / "helix" / "empty-bucket")
+        .and(warp::post())
+        .and(st.clone())
+        .and(warp::query::<FailQuery>())
+        .map(move |s: Arc<Shared>, q: FailQuery| {
+            s.helix.empty_next(q.count);
+            ok(json!({"empty_next": q.count}))
+        });
     let expire = warp::path!("sim" / "helix" / "expire-tokens")
         .and(warp::post())
         .and(st.clone())
@@ -226,6 +234,7 @@ pub(crate) fn routes(
         live.boxed(),
         churn.boxed(),
         fail.boxed(),
+        empty.boxed(),
         expire.boxed(),
         stats.boxed(),
     ];

@@ -191,6 +191,11 @@ impl SimHandle {
         self.shared.hub.joined().len()
     }
 
+    /// Channel memberships summed over IRC clients: two clients each in six channels are 12.
+    pub fn memberships(&self) -> usize {
+        self.shared.hub.memberships()
+    }
+
     /// Sends `RECONNECT` to every IRC client and closes them after `reconnect_grace`.
     /// Returns the number of connections told.
     pub fn reconnect_all(&self) -> usize {
@@ -237,6 +242,11 @@ impl SimHandle {
     /// Makes the next `n` Helix stream requests answer 503.
     pub fn fail_helix(&self, n: u64) {
         self.shared.helix.fail_next(n)
+    }
+
+    /// Lets the next `ok` Helix stream requests through, then makes `n` answer 503.
+    pub fn fail_helix_after(&self, ok: u64, n: u64) {
+        self.shared.helix.fail_after(ok, n)
     }
 
     /// Makes the next `n` Helix stream requests find the rate-limit bucket empty (a neighbour

@@ -133,8 +133,10 @@ async fn handshake_join_roomstate_and_traffic() {
 #[tokio::test]
 async fn ping_pong_and_dead_clients_are_dropped() {
     let sim = Sim::start(SimConfig {
-        ping_interval: Duration::from_millis(200),
-        pong_timeout: Duration::from_millis(400),
+        // A pong timeout well above a scheduling stall of a loaded machine: the client and
+        // the sim share this test's one thread.
+        ping_interval: Duration::from_millis(300),
+        pong_timeout: Duration::from_secs(2),
         rate: 0.0,
         ..cfg()
     })
@@ -166,8 +168,8 @@ async fn ping_pong_and_dead_clients_are_dropped() {
     };
     assert_ne!(ended, Ended::Timeout);
     assert!(
-        start.elapsed() < secs(3),
-        "dropped after {:?}",
+        start.elapsed() < secs(10),
+        "dropped after {:?} (ping every 300 ms, pong timeout 2 s)",
         start.elapsed()
     );
     sim.shutdown().await.unwrap();
@@ -330,6 +332,8 @@ async fn sent_report_matches_what_clients_received() {
             v
         }
     );
+    assert_eq!(sim.joined_channels(), 12);
+    assert_eq!(sim.memberships(), 16, "8 channels for each client");
     let mut received: HashMap<String, HashSet<String>> = HashMap::new();
     let mut dup_ids: HashSet<String> = HashSet::new();
     for lines in [&ra, &rb] {

@@ -45,8 +45,15 @@ pub(crate) struct HelixState {
     lifetime: Duration,
     tokens: Mutex<HashMap<String, TokenInfo>>,
     buckets: Mutex<HashMap<String, Bucket>>,
-    fail_next: AtomicU64,
+    failures: Mutex<Failures>,
     empty_next: AtomicU64,
+}
+
+/// Injected 503s: `count` of them, after `after` stream requests answered normally.
+#[derive(Debug, Default)]
+struct Failures {
+    after: u64,
+    count: u64,
 }
 
 fn unix_now() -> u64 {
@@ -64,7 +71,7 @@ impl HelixState {
             lifetime,
             tokens: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
-            fail_next: AtomicU64::new(0),
+            failures: Mutex::default(),
             empty_next: AtomicU64::new(0),
         }
     }
@@ -170,12 +177,31 @@ impl HelixState {
 
     /// Makes the next `n` stream requests fail with 503.
     pub(crate) fn fail_next(&self, n: u64) {
-        self.fail_next.store(n, Ordering::SeqCst);
+        self.fail_after(0, n);
     }
 
-    /// Consumes one injected failure, if any is pending.
+    /// Lets the next `ok` stream requests through, then fails `n` with 503 (mid-walk, at a
+    /// known page).
+    pub(crate) fn fail_after(&self, ok: u64, n: u64) {
+        let mut g = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        *g = Failures {
+            after: ok,
+            count: n,
+        };
+    }
+
+    /// Consumes one injected failure, if one is due.
     pub(crate) fn take_failure(&self) -> bool {
-        take_one(&self.fail_next)
+        let mut g = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if g.count == 0 {
+            false
+        } else if g.after > 0 {
+            g.after -= 1;
+            false
+        } else {
+            g.count -= 1;
+            true
+        }
     }
 
     /// Makes the next `n` stream requests find their bucket empty, as if a neighbour with the
@@ -224,6 +250,9 @@ mod tests {
         assert_eq!(s.check(&t, "c"), TokenCheck::Invalid);
         s.fail_next(2);
         assert!(s.take_failure() && s.take_failure() && !s.take_failure());
+        s.fail_after(2, 1);
+        let due: Vec<bool> = (0..4).map(|_| s.take_failure()).collect();
+        assert_eq!(due, [false, false, true, false]);
     }
 
     #[test]
@@ -232,6 +261,7 @@ mod tests {
         let s = HelixState::new(4, Duration::from_secs(2), Duration::from_secs(60));
         assert_eq!(s.take("c").unwrap().remaining, 3);
         s.empty_next(1);
+        let before_empty = Instant::now();
         let refused = s.take("c").unwrap_err();
         assert_eq!(refused.remaining, 0);
         let now = unix_now();
@@ -241,10 +271,13 @@ mod tests {
         );
         assert!(s.take("c").is_err(), "still empty right after");
         std::thread::sleep(Duration::from_millis(600));
-        assert_eq!(
-            s.take("c").unwrap().remaining,
-            0,
-            "one point refilled, taken"
+        let remaining = s.take("c").unwrap().remaining;
+        // Refilled from zero at 2 points/s, one taken now: at most this many left (a full
+        // bucket would say 3).
+        let refilled = (before_empty.elapsed().as_secs_f64() * 2.0) as u32;
+        assert!(
+            remaining < refilled,
+            "{remaining} left after {refilled} refilled"
         );
     }
 }

@@ -54,6 +54,9 @@ struct SentQuery {
 struct FailQuery {
     #[serde(default = "one")]
     count: u64,
+    /// Stream requests answered normally first (`/sim/helix/fail` only).
+    #[serde(default)]
+    after: u64,
 }
 
 fn one() -> u64 {
@@ -184,8 +187,8 @@ pub(crate) fn routes(
         .and(st.clone())
         .and(warp::query::<FailQuery>())
         .map(move |s: Arc<Shared>, q: FailQuery| {
-            s.helix.fail_next(q.count);
-            ok(json!({"fail_next": q.count}))
+            s.helix.fail_after(q.after, q.count);
+            ok(json!({"fail_next": q.count, "after": q.after}))
         });
     let empty = warp::path!("sim" / "helix" / "empty-bucket")
         .and(warp::post())

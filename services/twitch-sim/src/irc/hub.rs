@@ -208,6 +208,11 @@ impl Hub {
         self.lock().channels.keys().cloned().collect()
     }
 
+    /// (connection, channel) memberships: with two clients each in six channels, 12.
+    pub(crate) fn memberships(&self) -> usize {
+        self.lock().channels.values().map(|c| c.members.len()).sum()
+    }
+
     pub(crate) fn is_joined(&self, login: &str) -> bool {
         self.lock().channels.contains_key(login)
     }

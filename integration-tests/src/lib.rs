@@ -6,12 +6,12 @@
 //! Endpoints come from the usual configuration layers (`TCI__KAFKA__BROKERS`, …), defaulting to
 //! the local stack.
 
-use std::{path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use rdkafka::{
-    consumer::{Consumer, StreamConsumer},
-    Message,
+    consumer::{BaseConsumer, Consumer, StreamConsumer},
+    Message, Offset, TopicPartitionList,
 };
 use scylla::client::session::Session;
 use tci_common::{cassandra, config, kafka, CommonConfig};
@@ -92,6 +92,75 @@ impl TestEnv {
             .context("is the stack up? (make test starts it)")?;
         cassandra::migrate(&session, &self.cfg.cassandra).await?;
         Ok(session)
+    }
+
+    /// Committed offsets of `group` on every partition of `topic` (`Offset::Invalid` where
+    /// it committed nothing).
+    pub fn committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: i32,
+    ) -> anyhow::Result<BTreeMap<i32, Offset>> {
+        committed_offsets(&self.cfg.kafka, group, topic, partitions)
+    }
+
+    /// High watermarks of every partition of `topic`; an empty partition (nothing to commit)
+    /// is `Offset::Invalid`, as a committed-offsets query reports it.
+    pub fn high_watermarks(
+        &self,
+        topic: &str,
+        partitions: i32,
+    ) -> anyhow::Result<BTreeMap<i32, Offset>> {
+        high_watermarks(&self.cfg.kafka, topic, partitions)
+    }
+
+    /// Waits until `group` has committed all of `topic`, in two checks 2 s apart with the
+    /// same high watermarks (a producer may still be flushing); fails after `timeout` naming
+    /// what is left. Transient errors of a check are retried.
+    pub async fn wait_committed_all(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: i32,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut caught_up_at: Option<BTreeMap<i32, Offset>> = None;
+        let mut last = String::from("no check finished");
+        loop {
+            let (k, g, t) = (self.cfg.kafka.clone(), group.to_owned(), topic.to_owned());
+            let check = tokio::task::spawn_blocking(move || {
+                Ok::<_, anyhow::Error>((
+                    committed_offsets(&k, &g, &t, partitions)?,
+                    high_watermarks(&k, &t, partitions)?,
+                ))
+            })
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r);
+            match check {
+                Ok((committed, high)) if committed == high => {
+                    if caught_up_at.as_ref() == Some(&high) {
+                        return Ok(());
+                    }
+                    caught_up_at = Some(high);
+                }
+                Ok((committed, high)) => {
+                    caught_up_at = None;
+                    last = format!("committed {committed:?}, high watermarks {high:?}");
+                }
+                Err(e) => {
+                    caught_up_at = None;
+                    last = format!("check failed: {e:#}");
+                }
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "group {group} did not commit all of {topic} within {timeout:?}: {last}"
+            );
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
     }
 
     /// Drops this test's keyspace (best effort).
@@ -295,6 +364,50 @@ pub async fn read_all(
         got.len()
     );
     Ok(got)
+}
+
+fn committed_offsets(
+    kafka: &config::KafkaConfig,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<BTreeMap<i32, Offset>> {
+    let mut c = kafka::base_config(kafka);
+    c.set("group.id", group);
+    let consumer: BaseConsumer = c.create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+    Ok(got
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), e.offset()))
+        .collect())
+}
+
+fn high_watermarks(
+    kafka: &config::KafkaConfig,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<BTreeMap<i32, Offset>> {
+    let consumer: BaseConsumer = kafka::base_config(kafka).create()?;
+    (0..partitions)
+        .map(|p| {
+            let high = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))?
+                .1;
+            Ok((
+                p,
+                if high == 0 {
+                    Offset::Invalid
+                } else {
+                    Offset::Offset(high)
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Polls `check` every 200 ms until it returns `Some` or `timeout` passes.

@@ -316,6 +316,18 @@ where
     anyhow::bail!("timed out after {timeout:?} waiting for {what}")
 }
 
+/// Waits until the sim's IRC clients hold `memberships` channel memberships again (each lane
+/// reconnected and rejoined every channel): a window where chat is expected to be lost lasts
+/// until then.
+async fn rejoined(sim: &Sim, memberships: usize) -> anyhow::Result<()> {
+    wait_until(
+        &format!("{memberships} channel memberships again"),
+        Duration::from_secs(60),
+        || async { sim.memberships() == memberships },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_archive_survives_every_fault_and_reports_what_twitch_cannot_replay(
 ) -> anyhow::Result<()> {
@@ -429,6 +441,7 @@ async fn the_archive_survives_every_fault_and_reports_what_twitch_cannot_replay(
 
     // Steady state: both lanes joined every channel, and chat is readable through the API.
     let first_room = room_of.values().next().cloned().unwrap_or_default();
+    let channels = room_of.len();
     wait_until(
         "both capture lanes joined",
         Duration::from_secs(60),
@@ -533,6 +546,7 @@ async fn the_archive_survives_every_fault_and_reports_what_twitch_cannot_replay(
     let from_ms = now_ms();
     sim.drop_all();
     tokio::time::sleep(Duration::from_secs(5)).await;
+    rejoined(&sim, 2 * channels).await?;
     cases.push(Case {
         name: "every WebSocket dropped at once",
         from_ms,
@@ -544,6 +558,7 @@ async fn the_archive_survives_every_fault_and_reports_what_twitch_cannot_replay(
     let from_ms = now_ms();
     sim.reconnect_all();
     tokio::time::sleep(Duration::from_secs(5)).await;
+    rejoined(&sim, 2 * channels).await?;
     cases.push(Case {
         name: "RECONNECT to every connection",
         from_ms,
@@ -578,12 +593,7 @@ async fn the_archive_survives_every_fault_and_reports_what_twitch_cannot_replay(
     lane_a.kill9().await?;
     tokio::time::sleep(pause).await;
     lane_a.start()?;
-    wait_until(
-        "the restarted lane to join again",
-        Duration::from_secs(60),
-        || async { sim.connections() >= 1 },
-    )
-    .await?;
+    rejoined(&sim, channels).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     cases.push(Case {
         name: "kill -9 chat-listener (the only lane)",
@@ -593,7 +603,8 @@ async fn the_archive_survives_every_fault_and_reports_what_twitch_cannot_replay(
     });
     let steady_to = now_ms();
 
-    // Drain: stop chat, wait until the archive stops growing.
+    // Drain: stop chat, wait until chat-ingestor has committed the whole chat topic (it
+    // commits only what it has written), then read the archive. A read that fails is retried.
     sim.pause();
     let ledger: Vec<_> = sim
         .ledger()
@@ -605,24 +616,34 @@ async fn the_archive_survives_every_fault_and_reports_what_twitch_cannot_replay(
         "too little chat to prove anything: {}",
         ledger.len()
     );
+    env.wait_committed_all(
+        &env.group("chat-ingestor"),
+        &env.cfg.topics.chat,
+        3,
+        Duration::from_secs(180),
+    )
+    .await?;
     let mut archived: Vec<String> = Vec::new();
-    let mut last_len = usize::MAX;
-    let mut stable = 0;
-    let drain_deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < drain_deadline && stable < 3 {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut last_error = None;
+    for _ in 0..5 {
         archived.clear();
+        last_error = None;
         for room in room_of.values() {
-            archived.extend(
-                archived_ids(&http, &api, room, steady_from - 60_000, steady_to + 60_000).await?,
-            );
+            match archived_ids(&http, &api, room, steady_from - 60_000, steady_to + 60_000).await {
+                Ok(ids) => archived.extend(ids),
+                Err(e) => {
+                    last_error = Some(e);
+                    break;
+                }
+            }
         }
-        stable = if archived.len() == last_len {
-            stable + 1
-        } else {
-            0
-        };
-        last_len = archived.len();
+        if last_error.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    if let Some(e) = last_error {
+        return Err(e.context("reading the archive through chat-api"));
     }
 
     // Nothing duplicated.

@@ -27,9 +27,8 @@ use chat_store::{bucket_of, BUCKET_MS};
 use futures::StreamExt;
 use integration_tests::{eventually, read_records, TestEnv};
 use rdkafka::{
-    consumer::{BaseConsumer, Consumer},
     producer::{FutureProducer, FutureRecord},
-    Offset, TopicPartitionList,
+    Offset,
 };
 use scylla::client::session::Session;
 use tci_common::{
@@ -224,53 +223,6 @@ fn spawn_binary(env: &TestEnv, cfg: &Config) -> anyhow::Result<tokio::process::C
         .context("spawning chat-ingestor")
 }
 
-/// Committed offsets of `group` on every partition of `topic`.
-fn committed(
-    env: &TestEnv,
-    group: &str,
-    topic: &str,
-    partitions: i32,
-) -> anyhow::Result<BTreeMap<i32, Offset>> {
-    let mut c = kafka::base_config(&env.cfg.kafka);
-    c.set("group.id", group);
-    let consumer: BaseConsumer = c.create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let got = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
-    Ok(got
-        .elements()
-        .iter()
-        .map(|e| (e.partition(), e.offset()))
-        .collect())
-}
-
-/// High watermarks of every partition of `topic`; an empty partition (nothing to commit) is
-/// `Offset::Invalid`, as a committed-offsets query reports it.
-fn high_watermarks(
-    env: &TestEnv,
-    topic: &str,
-    partitions: i32,
-) -> anyhow::Result<BTreeMap<i32, Offset>> {
-    let consumer: BaseConsumer = kafka::base_config(&env.cfg.kafka).create()?;
-    (0..partitions)
-        .map(|p| {
-            let high = consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))?
-                .1;
-            Ok((
-                p,
-                if high == 0 {
-                    Offset::Invalid
-                } else {
-                    Offset::Offset(high)
-                },
-            ))
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_stream_then_restart_loses_and_duplicates_nothing() -> anyhow::Result<()> {
     let env = TestEnv::new("ingest_kill");
@@ -284,15 +236,37 @@ async fn kill_9_mid_stream_then_restart_loses_and_duplicates_nothing() -> anyhow
     let f = feed.clone();
     let producing = tokio::spawn(async move { f.stream(0, 12_000, 1_500).await });
     // Kill once the ingestor is demonstrably mid-stream: some rows written, the stream not over.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    while ids_in_cassandra(&session, &ks).await?.is_empty()
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    // A read that fails under load is retried; a first process that exits on its own fails
+    // the test at once, with its status (its log is on this test's stderr).
+    let some_written = eventually(Duration::from_secs(90), || {
+        let (session, ks) = (&session, &ks);
+        let exited = first.try_wait();
+        async move {
+            match exited {
+                Ok(Some(status)) => Some(Err(anyhow::anyhow!(
+                    "chat-ingestor exited on its own before the kill: {status}"
+                ))),
+                _ => match ids_in_cassandra(session, ks).await {
+                    Ok(ids) if !ids.is_empty() => Some(Ok(())),
+                    _ => None,
+                },
+            }
+        }
+    })
+    .await;
+    if let Some(Err(e)) = some_written {
+        return Err(e);
     }
     first.start_kill()?; // SIGKILL
     first.wait().await?;
-    let at_kill = ids_in_cassandra(&session, &ks).await?.len();
+    let at_kill = eventually(Duration::from_secs(30), || async {
+        ids_in_cassandra(&session, &ks)
+            .await
+            .ok()
+            .map(|ids| ids.len())
+    })
+    .await
+    .context("reading Cassandra after the kill")?;
     eprintln!("killed with -9 after {at_kill} rows were written");
     assert!(
         at_kill > 0,
@@ -318,8 +292,8 @@ async fn kill_9_mid_stream_then_restart_loses_and_duplicates_nothing() -> anyhow
     let exit = tokio::time::timeout(Duration::from_secs(60), second.wait()).await??;
     assert!(exit.success(), "chat-ingestor exited with {exit}");
     assert_eq!(
-        committed(&env, &cfg.ingest.group_id, &env.cfg.topics.chat, 3)?,
-        high_watermarks(&env, &env.cfg.topics.chat, 3)?,
+        env.committed(&cfg.ingest.group_id, &env.cfg.topics.chat, 3)?,
+        env.high_watermarks(&env.cfg.topics.chat, 3)?,
         "after SIGTERM the committed offsets are the high watermarks"
     );
     env.drop_keyspace(&session).await;
@@ -396,8 +370,8 @@ async fn ingests_over_sasl_ssl_with_scram_as_a_managed_cluster_asks() -> anyhow:
     token.cancel();
     running.await??;
     assert_eq!(
-        committed(&env, &cfg.ingest.group_id, &env.cfg.topics.chat, 3)?,
-        high_watermarks(&env, &env.cfg.topics.chat, 3)?,
+        env.committed(&cfg.ingest.group_id, &env.cfg.topics.chat, 3)?,
+        env.high_watermarks(&env.cfg.topics.chat, 3)?,
         "after shutdown the committed offsets are the high watermarks"
     );
     env.drop_keyspace(&session).await;
@@ -419,6 +393,17 @@ async fn cassandra_unreachable_for_30s_mid_stream_loses_nothing() -> anyhow::Res
 
     let token = CancellationToken::new();
     let app = App::build(cfg, token.clone()).await?;
+    // This instance's own readiness: the metrics are process-wide, shared with the tests
+    // running beside this one.
+    let readyz = format!("http://{}/readyz", app.admin_addr());
+    let http = reqwest::Client::new();
+    let ready = || async {
+        http.get(&readyz)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .ok()
+    };
     let running = tokio::spawn(app.run());
     let retries_before = METRICS.write_retries.get();
     let f = feed.clone();
@@ -427,20 +412,30 @@ async fn cassandra_unreachable_for_30s_mid_stream_loses_nothing() -> anyhow::Res
 
     proxy.block();
     let mut paused_seen = false;
-    for _ in 0..300 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        paused_seen |= METRICS.paused.get() == 1;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        paused_seen |= ready().await == Some(503);
     }
     proxy.unblock();
 
     let ids = producing.await??;
     assert_exactly(&session, &ks, &ids, Duration::from_secs(120)).await?;
-    assert!(paused_seen, "consumption was paused during the outage");
+    assert!(
+        paused_seen,
+        "/readyz reported Cassandra unavailable (consumption paused) during the outage"
+    );
     assert!(
         METRICS.write_retries.get() > retries_before,
         "writes were retried"
     );
-    assert_eq!(METRICS.paused.get(), 0, "consumption resumed");
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            (ready().await == Some(200)).then_some(())
+        })
+        .await
+        .is_some(),
+        "ready again after the outage"
+    );
     token.cancel();
     running.await??;
     env.drop_keyspace(&session).await;
@@ -517,8 +512,8 @@ async fn poison_records_are_dead_lettered_and_the_rest_written() -> anyhow::Resu
     running.await??;
     // Their offsets count as done: everything is committed.
     assert_eq!(
-        committed(&env, &env.group("ingestor"), &env.cfg.topics.chat, 1)?,
-        high_watermarks(&env, &env.cfg.topics.chat, 1)?
+        env.committed(&env.group("ingestor"), &env.cfg.topics.chat, 1)?,
+        env.high_watermarks(&env.cfg.topics.chat, 1)?
     );
     env.drop_keyspace(&session).await;
     Ok(())
@@ -571,7 +566,7 @@ async fn backfill_restores_deleted_partitions_without_touching_the_live_group() 
     assert_exactly(&session, &ks, &ids, Duration::from_secs(60)).await?;
     token.cancel();
     running.await??;
-    let live_offsets = committed(&env, &cfg.ingest.group_id, &env.cfg.topics.chat, 3)?;
+    let live_offsets = env.committed(&cfg.ingest.group_id, &env.cfg.topics.chat, 3)?;
 
     // Delete two buckets of channel 501.
     let (b1, b2) = (start + 2 * BUCKET_MS, start + 3 * BUCKET_MS);
@@ -633,7 +628,7 @@ async fn backfill_restores_deleted_partitions_without_touching_the_live_group() 
         assert_eq!(scratch.as_str(), m.to_spec_json());
     }
     assert_eq!(
-        committed(&env, &cfg.ingest.group_id, &env.cfg.topics.chat, 3)?,
+        env.committed(&cfg.ingest.group_id, &env.cfg.topics.chat, 3)?,
         live_offsets,
         "the backfill did not move the live group's offsets"
     );
@@ -663,10 +658,7 @@ async fn a_permanent_cassandra_error_stops_ingestion_naming_table_and_statement(
     let first = feed.stream(0, 50, 500).await?;
     assert_exactly(&session, &ks, &first, Duration::from_secs(60)).await?;
     let committed_before = eventually(Duration::from_secs(30), || async {
-        match committed(&env, &group, &env.cfg.topics.chat, 1)
-            .ok()?
-            .get(&0)
-        {
+        match env.committed(&group, &env.cfg.topics.chat, 1).ok()?.get(&0) {
             Some(Offset::Offset(o)) if *o >= 50 => Some(*o),
             _ => None,
         }
@@ -706,7 +698,7 @@ async fn a_permanent_cassandra_error_stops_ingestion_naming_table_and_statement(
     );
     // Nothing after the failure is acknowledged: the records wait for the fix.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let committed_after = match committed(&env, &group, &env.cfg.topics.chat, 1)?.get(&0) {
+    let committed_after = match env.committed(&group, &env.cfg.topics.chat, 1)?.get(&0) {
         Some(Offset::Offset(o)) => *o,
         other => anyhow::bail!("no committed offset: {other:?}"),
     };

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use integration_tests::{read_all, TestEnv};
+use integration_tests::{eventually, read_all, TestEnv};
 use rdkafka::producer::FutureRecord;
 use tci_common::{kafka, registry::AvroCodec};
 use tci_schemas::{ChatMessage, LiveStream};
@@ -164,6 +164,29 @@ fn sent_ids(sim: &Sim) -> BTreeSet<String> {
         .collect()
 }
 
+/// Waits until every id in `sent` is in the chat topic (the listener has read and published
+/// all of it); fails after 60 s with how many are missing.
+async fn wait_published(env: &TestEnv, sent: &BTreeSet<String>) -> anyhow::Result<()> {
+    let missing = std::sync::atomic::AtomicUsize::new(sent.len());
+    let done = eventually(Duration::from_secs(60), || {
+        let missing = &missing;
+        async move {
+            let got: BTreeSet<String> = ids_in_kafka(env).await.ok()?.into_iter().collect();
+            let n = sent.difference(&got).count();
+            missing.store(n, std::sync::atomic::Ordering::Relaxed);
+            (n == 0).then_some(())
+        }
+    })
+    .await;
+    anyhow::ensure!(
+        done.is_some(),
+        "{} of {} ids sent are not in Kafka after 60 s",
+        missing.into_inner(),
+        sent.len()
+    );
+    Ok(())
+}
+
 async fn wait_joined(sim: &Sim, connections: usize) {
     for _ in 0..100 {
         if sim.connections() >= connections && sim.sent(false).total > 0 {
@@ -203,8 +226,10 @@ async fn every_privmsg_reaches_kafka_exactly_once_across_reconnect_and_drop() ->
     tokio::time::sleep(Duration::from_secs(3)).await;
     // Abrupt drop (TCP reset, no close frame). Traffic is paused around it: bytes already in
     // flight on a reset socket are lost for any client, ours or Twitch's own.
+    // The drop waits until everything sent so far is in Kafka: a listener slowed by a busy
+    // machine would otherwise lose, in the reset, lines the sim has counted as sent.
     sim.pause();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_published(&env, &sent_ids(&sim)).await?;
     sim.drop_all();
     tokio::time::sleep(Duration::from_millis(200)).await;
     sim.resume();
@@ -305,7 +330,7 @@ async fn two_replicas_split_the_channels_without_double_capture() -> anyhow::Res
     );
     assert!(na > 0 && nb > 0, "both replicas own channels ({na} + {nb})");
     sim.pause();
-    tokio::time::sleep(Duration::from_secs(2)).await; // drained: nothing in flight
+    wait_published(&env, &sent_ids(&sim)).await?; // drained: nothing in flight
     let before = ids_in_kafka(&env)
         .await?
         .into_iter()

@@ -450,13 +450,7 @@ async fn offline_channels_stay_and_their_last_seen_stops_advancing() -> anyhow::
 async fn a_helix_outage_publishes_nothing_for_the_failed_poll() -> anyhow::Result<()> {
     let env = TestEnv::new("streamers_outage");
     env.create_topics(3).await?;
-    // A bucket of 2 points refilling at 2/s: the walk pauses after every second page, which
-    // gives the test a moment to break Helix in the middle of a walk.
-    let sim_cfg = SimConfig {
-        ratelimit_bucket: 2,
-        ratelimit_refill: Duration::from_secs(1),
-        ..sim_config(500)
-    };
+    let sim_cfg = sim_config(500);
     let sim = Sim::start(sim_cfg.clone()).await?;
     let listener = streamer_listener::App::build(
         listener_config(&env, &sim, &sim_cfg),
@@ -469,24 +463,16 @@ async fn a_helix_outage_publishes_nothing_for_the_failed_poll() -> anyhow::Resul
     let good1 = poll(&poller).await;
     assert!(good1.ok && good1.published == 500, "{good1:?}");
 
-    // Helix starts failing after two pages of the next walk, for longer than the retries.
-    let pages_before = Stats::get(&stats.pages);
-    let breaker = {
-        let (sim, stats) = (sim.handle(), stats.clone());
-        tokio::spawn(async move {
-            eventually(Duration::from_secs(60), || {
-                let stats = stats.clone();
-                async move { (Stats::get(&stats.pages) >= pages_before + 2).then_some(()) }
-            })
-            .await;
-            sim.fail_helix(1_000);
-        })
-    };
+    // Helix starts failing after two pages of the next walk (of five), for longer than the
+    // retries.
+    sim.fail_helix_after(2, 1_000);
     let bad = poll(&poller).await;
-    breaker.await?;
     assert!(!bad.ok, "{bad:?}");
     assert_eq!(bad.published, 0);
-    assert!(bad.pages >= 2, "the failure came mid-walk: {bad:?}");
+    assert_eq!(
+        bad.pages, 2,
+        "the failure came mid-walk, at page 3: {bad:?}"
+    );
     assert_eq!(Stats::get(&stats.polls_failed), 1);
 
     // Helix recovers; the next poll is published whole.

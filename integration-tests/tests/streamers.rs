@@ -339,8 +339,11 @@ async fn a_429_mid_walk_is_waited_out_not_skipped() -> anyhow::Result<()> {
 async fn an_expired_token_is_refreshed_and_a_short_lived_one_before_expiry() -> anyhow::Result<()> {
     let env = TestEnv::new("streamers_token");
     env.create_topics(3).await?;
+    // Long enough that a slow poll on a loaded machine does not reach the proactive refresh
+    // (at 90% of the lifetime) before the test asks for it.
+    let lifetime = Duration::from_secs(8);
     let sim_cfg = SimConfig {
-        token_lifetime: Duration::from_secs(3),
+        token_lifetime: lifetime,
         ..sim_config(300)
     };
     let sim = Sim::start(sim_cfg.clone()).await?;
@@ -366,7 +369,7 @@ async fn an_expired_token_is_refreshed_and_a_short_lived_one_before_expiry() -> 
     assert_eq!(Stats::get(&stats.token_refreshes), 2);
 
     // A token near its end of life is replaced before Helix refuses it (no 401 this time).
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(lifetime).await;
     let third = poll(&poller).await;
     assert!(third.ok, "{third:?}");
     assert_eq!(

@@ -244,7 +244,8 @@ impl SimHandle {
         self.shared.helix.fail_next(n)
     }
 
-    /// Lets the next `ok` Helix stream requests through, then makes `n` answer 503.
+    /// Lets the next `ok` Helix stream requests that pass the rate limit through, then makes
+    /// `n` answer 503.
     pub fn fail_helix_after(&self, ok: u64, n: u64) {
         self.shared.helix.fail_after(ok, n)
     }

@@ -315,6 +315,26 @@ async fn injected_failures_then_recovery() {
         streams(&http, &base, &tok, "").await.status(),
         StatusCode::OK
     );
+
+    // One answered normally, then one 503, then normal again.
+    let r = http
+        .post(format!("{base}/sim/helix/fail?after=1&count=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(streams(&http, &base, &tok, "").await.status());
+    }
+    assert_eq!(
+        got,
+        [
+            StatusCode::OK,
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::OK
+        ]
+    );
     sim.shutdown().await.unwrap();
 }
 

@@ -180,8 +180,8 @@ impl HelixState {
         self.fail_after(0, n);
     }
 
-    /// Lets the next `ok` stream requests through, then fails `n` with 503 (mid-walk, at a
-    /// known page).
+    /// Lets the next `ok` stream requests through (those that pass the rate limit, whatever
+    /// they are answered then), then fails `n` with 503: mid-walk, at a known page.
     pub(crate) fn fail_after(&self, ok: u64, n: u64) {
         let mut g = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         *g = Failures {

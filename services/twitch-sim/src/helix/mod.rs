@@ -54,9 +54,16 @@ struct SentQuery {
 struct FailQuery {
     #[serde(default = "one")]
     count: u64,
-    /// Stream requests answered normally first (`/sim/helix/fail` only).
+    /// Stream requests let through first (those that pass the rate limit).
     #[serde(default)]
     after: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmptyQuery {
+    #[serde(default = "one")]
+    count: u64,
 }
 
 fn one() -> u64 {
@@ -193,8 +200,8 @@ pub(crate) fn routes(
     let empty = warp::path!("sim" / "helix" / "empty-bucket")
         .and(warp::post())
         .and(st.clone())
-        .and(warp::query::<FailQuery>())
-        .map(move |s: Arc<Shared>, q: FailQuery| {
+        .and(warp::query::<EmptyQuery>())
+        .map(move |s: Arc<Shared>, q: EmptyQuery| {
             s.helix.empty_next(q.count);
             ok(json!({"empty_next": q.count}))
         });

@@ -116,8 +116,9 @@ impl TestEnv {
     }
 
     /// Waits until `group` has committed all of `topic`, in two checks 2 s apart with the
-    /// same high watermarks (a producer may still be flushing); fails after `timeout` naming
-    /// what is left. Transient errors of a check are retried.
+    /// same high watermarks; fails after `timeout` naming what is left. Transient errors of a
+    /// check are retried. A producer stalled for longer than the 2 s is not seen: the caller
+    /// first makes sure its producers have drained.
     pub async fn wait_committed_all(
         &self,
         group: &str,

@@ -616,6 +616,23 @@ async fn the_archive_survives_every_fault_and_reports_what_twitch_cannot_replay(
         "too little chat to prove anything: {}",
         ledger.len()
     );
+    // Lane a (the only one left running) has published everything it captured...
+    wait_until(
+        "chat-listener's buffer and in-flight records to drain",
+        Duration::from_secs(120),
+        || async {
+            lane_a
+                .metric(&http, "tci_chat_listener_buffer_records")
+                .await
+                == 0.0
+                && lane_a
+                    .metric(&http, "tci_chat_listener_in_flight_records")
+                    .await
+                    == 0.0
+        },
+    )
+    .await?;
+    // ...and chat-ingestor has written and committed all of it.
     env.wait_committed_all(
         &env.group("chat-ingestor"),
         &env.cfg.topics.chat,

@@ -284,7 +284,7 @@ async fn kafka_refusals_over_sasl_ssl_name_their_cause() -> anyhow::Result<()> {
             Ok(ok) => format!("the probe passed: {ok}"),
             Err(err) => format!("{err:#}"),
         };
-        if e.contains("last connection failure") {
+        if e.contains("last connection failure") && e.contains("Authentication failed") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

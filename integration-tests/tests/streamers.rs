@@ -339,9 +339,10 @@ async fn a_429_mid_walk_is_waited_out_not_skipped() -> anyhow::Result<()> {
 async fn an_expired_token_is_refreshed_and_a_short_lived_one_before_expiry() -> anyhow::Result<()> {
     let env = TestEnv::new("streamers_token");
     env.create_topics(3).await?;
-    // Long enough that a slow poll on a loaded machine does not reach the proactive refresh
-    // (at 90% of the lifetime) before the test asks for it.
-    let lifetime = Duration::from_secs(8);
+    // The listener refreshes a token at 90% of its lifetime (the margin is at most a tenth):
+    // here after 18 s of 20. Long enough that a slow poll on a loaded machine does not reach
+    // that point before the test asks for it.
+    let lifetime = Duration::from_secs(20);
     let sim_cfg = SimConfig {
         token_lifetime: lifetime,
         ..sim_config(300)
@@ -369,7 +370,11 @@ async fn an_expired_token_is_refreshed_and_a_short_lived_one_before_expiry() -> 
     assert_eq!(Stats::get(&stats.token_refreshes), 2);
 
     // A token near its end of life is replaced before Helix refuses it (no 401 this time).
-    tokio::time::sleep(lifetime).await;
+    // The second poll's token was issued during that poll, so 18.5 s after it ended the token
+    // is past its refresh point (18 s) and, unless that poll took over 1.5 s after fetching
+    // it, still valid (20 s): a listener that only refreshed after a 401, or only once it had
+    // expired, would make no request for a new token here.
+    tokio::time::sleep(Duration::from_millis(18_500)).await;
     let third = poll(&poller).await;
     assert!(third.ok, "{third:?}");
     assert_eq!(

@@ -19,7 +19,7 @@ pub(crate) struct Metrics {
     pub duplicates: IntCounter,
     /// reason: min_viewers, denied, not_allowed.
     pub filtered: IntCounterVec,
-    /// reason: initial, expiring, unauthorized.
+    /// reason: initial, expiring, expired, unauthorized (Helix answered 401 with the last one).
     pub token_refreshes: IntCounterVec,
     pub rate_limit_waits: IntCounter,
     pub rate_limit_wait_seconds: Histogram,

@@ -27,6 +27,8 @@ pub struct AppToken {
     pub generation: u64,
     expires_at: Instant,
     refresh_at: Instant,
+    /// Helix answered 401 with it: the next [`TokenSource::get`] fetches a new one.
+    revoked: bool,
 }
 
 /// Obtains and caches the app access token.
@@ -73,6 +75,7 @@ impl TokenSource {
         let mut g = self.state.lock().await;
         let now = Instant::now();
         let reason = match g.as_ref() {
+            Some(t) if t.revoked => "unauthorized",
             Some(t) if now < t.refresh_at => return Ok(t.clone()),
             Some(t) if now < t.expires_at => "expiring",
             Some(_) => "expired",
@@ -87,8 +90,8 @@ impl TokenSource {
     /// fetches a new one.
     pub async fn invalidate(&self, generation: u64) {
         let mut g = self.state.lock().await;
-        if g.as_ref().is_some_and(|t| t.generation == generation) {
-            *g = None;
+        if let Some(t) = g.as_mut().filter(|t| t.generation == generation) {
+            t.revoked = true;
         }
     }
 
@@ -145,6 +148,7 @@ impl TokenSource {
             generation,
             expires_at: now + lifetime,
             refresh_at: now + refresh_after(lifetime, self.margin),
+            revoked: false,
         })
     }
 }
@@ -186,6 +190,7 @@ mod tests {
             generation: 1,
             expires_at: Instant::now(),
             refresh_at: Instant::now(),
+            revoked: false,
         };
         assert!(!format!("{t:?}").contains("abc123secret"));
     }

@@ -2,7 +2,7 @@
 # Installs what a fresh machine of this kind lacks to build and run the project:
 # Debian build packages for librdkafka (built from source by rdkafka's cmake-build feature),
 # kcat (operators' Kafka inspection tool), chromium (headless, for the log viewer's browser test
-# integration-tests/tests/viewer.rs) and the rustfmt/clippy components.
+# integration-tests/tests/viewer.rs), the rustfmt/clippy components and PyYAML.
 set -euo pipefail
 
 need_pkgs=()
@@ -22,6 +22,9 @@ if command -v rustup >/dev/null; then
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c" >/dev/null 2>&1 || true
   done
 fi
+# PyYAML: the Helm tests read rendered manifests with it (dev/test-helm.sh).
+python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml >/dev/null ||
+  { echo "[deps] ERROR: cannot install PyYAML for python3 (pip install pyyaml)" >&2; exit 1; }
 command -v java >/dev/null || { echo "[deps] ERROR: Java is missing (need a JDK 17+; Debian: openjdk-17-jdk-headless)" >&2; exit 1; }
 command -v mvn >/dev/null || { echo "[deps] ERROR: Maven is missing (Debian: maven)" >&2; exit 1; }
 exit 0

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Helm chart's tests (called by dev/test.sh, i.e. `make test`):
 #   1. helm lint and helm template with the default and the production-like values
-#      (helm/ci/production-values.yaml); object names; ServiceMonitor only with its API.
+#      (helm/ci/production-values.yaml); object names; ServiceMonitor and PrometheusRule only
+#      with their API, the PrometheusRule being the chart's rule file.
 #   2. every values file in helm/ci/bad/ is refused by values.schema.json, with the message its
 #      `# expect:` line names, before anything reaches a cluster.
 #   3. on a real kube-apiserver (dev/cluster.sh: etcd, API server, controller manager, scheduler,
@@ -90,6 +91,24 @@ servicemonitor_only_with_api() {
     ! "$HELM" template tci "$CHART" --set secrets.cursorSecret="$CURSOR" --api-versions monitoring.coreos.com/v1/ServiceMonitor | grep '^kind: ServiceMonitor' >/dev/null
 }
 check "ServiceMonitor rendered only when enabled and monitoring.coreos.com/v1 is served" servicemonitor_only_with_api
+prometheusrule_is_the_rule_file() { # only when enabled and served; the rule file's groups, plus additionalLabels
+  local api=monitoring.coreos.com/v1/PrometheusRule
+  ! "$HELM" template tci "$CHART" -f "$PROD" | grep '^kind: PrometheusRule' >/dev/null &&
+    ! "$HELM" template tci "$CHART" --set secrets.cursorSecret="$CURSOR" --api-versions $api | grep '^kind: PrometheusRule' >/dev/null &&
+    "$HELM" template tci "$CHART" -f "$PROD" --api-versions $api --show-only templates/prometheusrule.yaml |
+    python3 -c '
+import sys, yaml
+cr = yaml.safe_load(sys.stdin)
+want = yaml.safe_load(open(sys.argv[1]))["groups"]
+got = cr["spec"]["groups"]
+assert cr["metadata"]["labels"]["release"] == "kube-prometheus-stack", cr["metadata"]["labels"]
+for g in got:
+    for r in g["rules"]:
+        assert r["labels"].pop("team") == "chat-archive", r
+assert got == want, "the PrometheusRule differs from the rule file"
+print(sum(len(g["rules"]) for g in got), "alerts in", len(got), "groups")' "$CHART/alerts/twitch-chat-ingestor.rules.yaml"
+}
+check "PrometheusRule: only when enabled and monitoring.coreos.com/v1 is served; the rule file's alerts, plus additionalLabels" prometheusrule_is_the_rule_file
 kafka_props_in_config() { # librdkafka properties and SASL settings reach the config file, the password does not
   local cm; cm=$("$HELM" template tci "$CHART" -f "$PROD" --show-only templates/configmap.yaml)
   grep -q '"security.protocol" = "SASL_SSL"' <<<"$cm" && grep -q '"sasl.mechanism" = "SCRAM-SHA-512"' <<<"$cm" &&
@@ -105,9 +124,7 @@ toml_parses() { # the services read it with a TOML parser: so must it parse (pyt
       python3 -c 'import sys, tomllib, yaml; print(tomllib.loads(yaml.safe_load(sys.stdin)["data"]["tci.toml"]))' || return 1
   done
 }
-if python3 -c 'import tomllib, yaml' 2>/dev/null; then
-  check "config file is valid TOML (default and production-like values)" toml_parses
-fi
+check "config file is valid TOML (default and production-like values)" toml_parses
 topics_all_named() { # every topic of kafka/topics.toml is named in the config file's [topics]
   local cm want have
   cm=$("$HELM" template tci "$CHART" --set secrets.cursorSecret="$CURSOR" --show-only templates/configmap.yaml)

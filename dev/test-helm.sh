@@ -10,7 +10,9 @@
 #      and the production-like values: helm install --wait --wait-for-jobs; every Deployment
 #      Available; the setup hook Job completed before any Deployment was created; helm upgrade with
 #      a changed value rolls every Deployment; helm rollback restores the previous pod templates;
-#      helm uninstall leaves no object of the release.
+#      helm uninstall leaves no object of the release. Before the production-like values, the
+#      Prometheus Operator's CRDs are installed, so the API server validates and holds the
+#      chart's ServiceMonitor and PrometheusRule.
 # The cluster binaries are built on first use (dev/k8s/build.sh, ~10+ min on 2 cores, then cached
 # in ~/.cache/tci/k8s). A running cluster is reused and left running; one started here is stopped.
 # TCI_HELM_CLUSTER=0 skips part 3; TCI_HELM_VERBOSE=1 shows what every check saw, not only failures.
@@ -254,6 +256,17 @@ lifecycle() { # label values-args...
   say "install took $((SECONDS - t))s"
   check "[$label] no Pod Security warnings on install" no_pss_warnings "$WORK/$label-install.out"
   check "[$label] all $expected Deployments Available with every replica ready" all_available "$ns" "$rel" "$expected"
+  if k get crd prometheusrules.monitoring.coreos.com >/dev/null 2>&1; then
+    local want_rules
+    want_rules=$("$HELM" template "$rel" "$CHART" "$@" --api-versions monitoring.coreos.com/v1/PrometheusRule | grep -c '^ *- alert: ')
+    monitoring_objects() { # what the API server holds: every alert the chart rendered; a ServiceMonitor with them
+      local got; got=$(k -n "$ns" get prometheusrules -l "app.kubernetes.io/instance=$rel" -o json | jq '[.items[].spec.groups[].rules[]] | length')
+      echo "alerts held by the API server: $got; rendered by the chart: $want_rules"
+      [ "$got" = "$want_rules" ] &&
+        { [ "$want_rules" = 0 ] || k -n "$ns" get servicemonitors -l "app.kubernetes.io/instance=$rel" -o name | grep -q .; }
+    }
+    check "[$label] the API server validated and holds the chart's PrometheusRule ($want_rules alerts) and ServiceMonitor" monitoring_objects
+  fi
   check "[$label] pods run as non-root, read-only root, no privilege escalation, caps dropped, seccomp" bash -c \
     "'$KUBECTL' -n '$ns' get pods -l app.kubernetes.io/instance=$rel -o json | jq -e '
       (.items | length > 0) and all(.items[]; .spec.securityContext.runAsNonRoot == true
@@ -307,6 +320,20 @@ lifecycle() { # label values-args...
 }
 
 lifecycle default --set secrets.cursorSecret="$CURSOR"
+
+# The Prometheus Operator's CRDs, from its Go module (which ships them): the production-like
+# values then render a ServiceMonitor and a PrometheusRule, which the API server validates against
+# the CRDs' schemas.
+PROM_OPERATOR=github.com/prometheus-operator/prometheus-operator@v0.94.0
+crds_installed() {
+  local dir kind
+  dir=$(cd "$WORK" && go mod download -json "$PROM_OPERATOR" | jq -r '.Dir // empty') && [ -d "$dir" ] || return 1
+  for kind in servicemonitors prometheusrules; do
+    k apply --server-side -f "$dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" || return 1
+  done
+  k wait --for condition=established --timeout=60s crd/servicemonitors.monitoring.coreos.com crd/prometheusrules.monitoring.coreos.com
+}
+check "[cluster] the Prometheus Operator's ServiceMonitor and PrometheusRule CRDs installed ($PROM_OPERATOR)" crds_installed
 lifecycle production -f "$PROD"
 
 # Bad values never reach the cluster: install fails, no release, no object.

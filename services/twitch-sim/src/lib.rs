@@ -207,6 +207,13 @@ impl SimHandle {
         self.shared.hub.control_all(irc::hub::Control::Drop)
     }
 
+    /// Makes every IRC connection go silent with its socket open (a half-open connection):
+    /// what is sent to it is lost, and only the client's PING timeout notices. Returns the
+    /// number of connections stalled.
+    pub fn stall_all(&self) -> usize {
+        self.shared.hub.control_all(irc::hub::Control::Stall)
+    }
+
     /// PRIVMSG ids written so far, per broadcaster id (ids listed when `with_ids`).
     pub fn sent(&self, with_ids: bool) -> SentReport {
         self.shared.sent.report(with_ids)

@@ -50,6 +50,8 @@ struct State {
     membership: bool,
     pong_deadline: Option<Instant>,
     close_at: Option<Instant>,
+    /// [`Control::Stall`]: nothing is written or answered any more.
+    stalled: bool,
 }
 
 /// Serves one accepted TCP connection until it closes or `token` is cancelled.
@@ -135,7 +137,9 @@ impl Conn {
     }
 
     async fn write_frame(&self, ws: &mut Ws, frame: Frame) -> Result<(), WsError> {
-        self.send(ws, &frame.text).await?;
+        if !self.st.stalled {
+            self.send(ws, &frame.text).await?;
+        }
         self.shared.sent.record(&frame.sent);
         Ok(())
     }
@@ -158,6 +162,7 @@ impl Conn {
                     Ok(Some("shutdown"))
                 }
                 msg = ws.next() => match msg {
+                    Some(Ok(Message::Text(_))) if self.st.stalled => Ok(None),
                     Some(Ok(Message::Text(t))) => self.on_text(&mut ws, t.as_str()).await,
                     Some(Ok(Message::Binary(_))) => {
                         warn!(conn = self.id, "binary frame from client ignored");
@@ -183,9 +188,15 @@ impl Conn {
                         let _ = ws.get_ref().set_linger(Some(Duration::ZERO));
                         return "dropped by test hook";
                     }
+                    Control::Stall => {
+                        self.st.stalled = true;
+                        self.st.pong_deadline = None;
+                        self.st.close_at = None;
+                        Ok(None)
+                    }
                 },
                 _ = ping.tick() => {
-                    if self.st.pong_deadline.is_none() {
+                    if self.st.pong_deadline.is_none() && !self.st.stalled {
                         self.st.pong_deadline = Some(Instant::now() + self.shared.cfg.pong_timeout);
                         ws.send(Message::text("PING :tmi.twitch.tv\r\n")).await.map(|_| None)
                     } else {

@@ -28,6 +28,10 @@ pub(crate) enum Control {
     Reconnect,
     /// Close the socket abruptly (no close frame).
     Drop,
+    /// Go silent and keep the socket open, as a half-open TCP connection looks from the client:
+    /// nothing more reaches the client (what Twitch sends is lost, and counted as sent), PINGs
+    /// are neither sent nor answered. Only the client's own PING timeout notices.
+    Stall,
 }
 
 /// A room-state field change (`ROOMSTATE` partial update).

@@ -387,6 +387,9 @@ async fn the_archive_survives_every_fault_and_reports_what_twitch_cannot_replay(
             ("TCI__IRC__URL", sim.irc_url()),
             ("TCI__IRC__RECONNECT_MIN", "50ms".into()),
             ("TCI__IRC__RECONNECT_MAX", "1s".into()),
+            // A half-open connection is noticed only by the PING timeout: a short one here.
+            ("TCI__IRC__PING_INTERVAL", "3s".into()),
+            ("TCI__IRC__PONG_TIMEOUT", "5s".into()),
             (
                 "TCI__CHANNELS__GROUP_ID",
                 env.group(&format!("chat-listener-lane-{lane}")),
@@ -561,6 +564,22 @@ async fn the_archive_survives_every_fault_and_reports_what_twitch_cannot_replay(
     rejoined(&sim, 2 * channels).await?;
     cases.push(Case {
         name: "RECONNECT to every connection",
+        from_ms,
+        to_ms: now_ms(),
+        gap_expected: true,
+    });
+
+    // Half-open connections (both lanes): the sockets stay open and go silent, so only the
+    // listeners' PING timeout (3 s + 5 s here) notices. What Twitch sent meanwhile is lost,
+    // and the reported gaps must start when each connection last delivered anything. (2 s of
+    // steady chat first, so this window and the last one's slack do not overlap.)
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let from_ms = now_ms();
+    sim.stall_all();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    rejoined(&sim, 2 * channels).await?;
+    cases.push(Case {
+        name: "half-open connections (silent, socket open)",
         from_ms,
         to_ms: now_ms(),
         gap_expected: true,

@@ -92,23 +92,27 @@ pub async fn run(
                     gaps: &mut gaps,
                     out: &out,
                     limiter: &limiter,
+                    last_read_ms: tci_common::now_ms(),
                 };
                 M.connections.inc();
                 let end = s.run(ws, &mut cmds, &token, &mut backoff).await;
                 M.connections.dec();
-                end
+                (end, Some(s.last_read_ms))
             }
             Err(e) => {
                 warn!(connection = id, url = %cfg.url, error = %e, "cannot connect to chat");
-                End::Reconnect("connect_failed")
+                (End::Reconnect("connect_failed"), None)
             }
         };
         match end {
-            End::Cancelled => return Ok(()),
-            End::Reconnect(cause) => {
-                let now = tci_common::now_ms();
+            (End::Cancelled, _) => return Ok(()),
+            (End::Reconnect(cause), last_read_ms) => {
+                // Capture stopped when the connection last delivered anything, not when its end
+                // was noticed: a half-open connection is noticed only by the PING timeout, and
+                // what Twitch sent in between is lost too.
+                let since = last_read_ms.unwrap_or_else(tci_common::now_ms);
                 for channel in channels.keys() {
-                    gaps.entry(channel.clone()).or_insert(now);
+                    gaps.entry(channel.clone()).or_insert(since);
                 }
                 M.reconnects.with_label_values(&[cause]).inc();
                 let delay = backoff.next_delay();
@@ -152,6 +156,8 @@ struct Session<'a> {
     gaps: &'a mut HashMap<String, i64>,
     out: &'a mpsc::Sender<Outgoing>,
     limiter: &'a JoinLimiter,
+    /// When the connection last delivered a frame (ms): the start of a capture gap if it ends.
+    last_read_ms: i64,
 }
 
 enum LineAction {
@@ -241,6 +247,7 @@ impl Session<'_> {
                         Some(Ok(WsMessage::Close(_))) => return End::Reconnect("server_close"),
                         Some(Ok(_)) => continue,
                     };
+                    self.last_read_ms = tci_common::now_ms();
                     if healthy_since.is_none() {
                         healthy_since = Some(Instant::now());
                     }

@@ -124,6 +124,8 @@ struct Inner {
     next_id: ConnId,
     conns: HashMap<ConnId, ConnEntry>,
     channels: HashMap<Arc<str>, ChannelEntry>,
+    /// Connections told to [`Control::Stall`]: their memberships no longer deliver chat.
+    stalled: std::collections::HashSet<ConnId>,
 }
 
 /// Registry of connections and channel memberships.
@@ -160,6 +162,7 @@ impl Hub {
     pub(crate) fn unregister(&self, id: ConnId) {
         let mut g = self.lock();
         g.conns.remove(&id);
+        g.stalled.remove(&id);
         g.channels.retain(|_, ch| {
             ch.members.retain(|m| *m != id);
             !ch.members.is_empty()
@@ -212,9 +215,15 @@ impl Hub {
         self.lock().channels.keys().cloned().collect()
     }
 
-    /// (connection, channel) memberships: with two clients each in six channels, 12.
+    /// (connection, channel) memberships of connections that deliver chat (not stalled): with
+    /// two clients each in six channels, 12.
     pub(crate) fn memberships(&self) -> usize {
-        self.lock().channels.values().map(|c| c.members.len()).sum()
+        let g = self.lock();
+        g.channels
+            .values()
+            .flat_map(|c| &c.members)
+            .filter(|m| !g.stalled.contains(m))
+            .count()
     }
 
     pub(crate) fn is_joined(&self, login: &str) -> bool {
@@ -227,14 +236,17 @@ impl Hub {
 
     /// Sends a control command to every connection.
     pub(crate) fn control_all(&self, c: Control) -> usize {
-        let g = self.lock();
-        let mut n = 0;
-        for e in g.conns.values() {
+        let mut g = self.lock();
+        let mut told = Vec::new();
+        for (id, e) in &g.conns {
             if e.ctl.try_send(c).is_ok() {
-                n += 1;
+                told.push(*id);
             }
         }
-        n
+        if matches!(c, Control::Stall) {
+            g.stalled.extend(told.iter().copied());
+        }
+        told.len()
     }
 
     /// Fans lines out to every member of their channel, batching per connection into

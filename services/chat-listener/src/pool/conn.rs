@@ -223,6 +223,11 @@ impl Session<'_> {
                     return End::Cancelled;
                 }
                 frame = stream.next() => {
+                    // An orderly end (close frame, end of stream) shows the connection delivered
+                    // until now; an error or a PING timeout leaves the last frame's time.
+                    if matches!(frame, None | Some(Ok(WsMessage::Close(_)))) {
+                        self.last_read_ms = tci_common::now_ms();
+                    }
                     let text = match frame {
                         None if draining_until.is_some() => return End::Reconnect("reconnect_requested"),
                         None => return End::Reconnect("closed"),

@@ -86,8 +86,8 @@ impl TokenSource {
         Ok(t)
     }
 
-    /// Forgets the token of `generation` (Helix answered 401 with it); the next [`Self::get`]
-    /// fetches a new one.
+    /// Marks the token of `generation` revoked (Helix answered 401 with it); the next
+    /// [`Self::get`] fetches a new one, counted as reason `unauthorized`.
     pub async fn invalidate(&self, generation: u64) {
         let mut g = self.state.lock().await;
         if let Some(t) = g.as_mut().filter(|t| t.generation == generation) {
@@ -120,6 +120,14 @@ impl TokenSource {
                 .chars()
                 .take(300)
                 .collect();
+            // An outage or rate limit of the token endpoint is not a refusal of the credentials
+            // (which pages as TciTwitchCredentialsRejected): those stay Helix statuses.
+            if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                return Err(HelixError::Status {
+                    status: status.as_u16(),
+                    body,
+                });
+            }
             return Err(HelixError::TokenRefused {
                 status: status.as_u16(),
                 body,

@@ -101,8 +101,7 @@ impl HelixError {
     pub fn is_retriable(&self) -> bool {
         match self {
             Self::Transport { .. } | Self::Malformed { .. } => true,
-            Self::Status { status, .. } => *status >= 500,
-            Self::TokenRefused { status, .. } => *status >= 500,
+            Self::Status { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }
     }
@@ -493,6 +492,11 @@ mod tests {
         .is_retriable());
         assert!(!HelixError::Status {
             status: 400,
+            body: String::new()
+        }
+        .is_retriable());
+        assert!(HelixError::Status {
+            status: 429,
             body: String::new()
         }
         .is_retriable());

@@ -147,7 +147,11 @@ impl HelixState {
             at: now,
         });
         self.refill(b, now);
-        if take_one(&self.empty_next) {
+        let emptied = self
+            .empty_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if emptied {
             b.points = 0.0;
         }
         if b.points >= 1.0 {
@@ -210,13 +214,6 @@ impl HelixState {
     pub(crate) fn empty_next(&self, n: u64) {
         self.empty_next.store(n, Ordering::SeqCst);
     }
-}
-
-/// Consumes one of `pending`'s injections, if any is left.
-fn take_one(pending: &AtomicU64) -> bool {
-    pending
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
 }
 
 #[cfg(test)]

@@ -115,6 +115,18 @@ impl TestEnv {
         high_watermarks(&self.cfg.kafka, topic, partitions)
     }
 
+    /// Ok when `group` has committed all of `topic` (its committed offsets are the high
+    /// watermarks); an error showing both otherwise.
+    pub fn committed_all(&self, group: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+        let committed = self.committed(group, topic, partitions)?;
+        let high = self.high_watermarks(topic, partitions)?;
+        anyhow::ensure!(
+            committed == high,
+            "group {group} has not committed all of {topic}: committed {committed:?}, high watermarks {high:?}"
+        );
+        Ok(())
+    }
+
     /// Waits until `group` has committed all of `topic`, in two checks 2 s apart with the
     /// same high watermarks; fails after `timeout` naming what is left. Transient errors of a
     /// check are retried. A producer stalled for longer than the 2 s is not seen: the caller

@@ -166,16 +166,17 @@ fn sent_ids(sim: &Sim) -> BTreeSet<String> {
 
 /// The ids sent, once a paused sim has stopped sending: its traffic task may have passed
 /// the pause check with one more batch when `pause` returns.
-async fn paused_sent_ids(sim: &Sim) -> BTreeSet<String> {
+async fn paused_sent_ids(sim: &Sim) -> anyhow::Result<BTreeSet<String>> {
     let mut total = sim.sent(false).total;
-    loop {
+    for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let now = sim.sent(false).total;
         if now == total {
-            return sent_ids(sim);
+            return Ok(sent_ids(sim));
         }
         total = now;
     }
+    anyhow::bail!("the paused sim was still sending after 10 s ({total} lines)")
 }
 
 /// Waits until every id in `sent` is in the chat topic (the listener has read and published
@@ -243,7 +244,7 @@ async fn every_privmsg_reaches_kafka_exactly_once_across_reconnect_and_drop() ->
     // The drop waits until everything sent so far is in Kafka: a listener slowed by a busy
     // machine would otherwise lose, in the reset, lines the sim has counted as sent.
     sim.pause();
-    wait_published(&env, &paused_sent_ids(&sim).await).await?;
+    wait_published(&env, &paused_sent_ids(&sim).await?).await?;
     sim.drop_all();
     tokio::time::sleep(Duration::from_millis(200)).await;
     sim.resume();
@@ -344,7 +345,7 @@ async fn two_replicas_split_the_channels_without_double_capture() -> anyhow::Res
     );
     assert!(na > 0 && nb > 0, "both replicas own channels ({na} + {nb})");
     sim.pause();
-    wait_published(&env, &paused_sent_ids(&sim).await).await?; // drained: nothing in flight
+    wait_published(&env, &paused_sent_ids(&sim).await?).await?; // drained: nothing in flight
     let before = ids_in_kafka(&env)
         .await?
         .into_iter()
